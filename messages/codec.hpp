@@ -1,0 +1,137 @@
+// Wire codec: the envelope every message travels in, and msgpack helpers for typed payloads.
+//
+// Wire form of an envelope (wire_version 1): a msgpack array of exactly 6 elements
+//   [version: uint, type: uint16, source: bin(32), service: uint16, correlation: uint64,
+//    payload: bin]
+// The payload is the msgpack encoding of one typed message (a struct with MSGPACK_DEFINE(...),
+// `static constexpr uint16_t type_id` and `static constexpr uint16_t service_id`).
+//
+// Decoding treats its input as hostile: it never crashes and never throws. Every msgpack decode
+// runs under an unpack_limit built from limits::decode_elements_max, limits::decode_depth_max and
+// the byte limit, and every exception is caught here and turned into an error:
+//   errc::truncated            input ended before the structure did
+//   errc::too_large            input (or an encoding) over the byte limit
+//   errc::malformed            anything that does not parse as what it claims to be, including
+//                              trailing bytes and integers out of range for their field
+//   errc::unsupported_version  an envelope whose version is not wire_version
+//   errc::unknown_type         decode_payload for a payload of another type or service
+// Pure functions; safe from any thread.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <exception>
+#include <string>
+
+#include <msgpack.hpp>
+
+#include "messages/error.hpp"
+#include "messages/node_id.hpp"
+#include "runtime/core/limits.hpp"
+
+namespace cmesh {
+
+inline constexpr uint8_t wire_version = 1;
+
+struct envelope {
+  uint8_t version = wire_version;
+  uint16_t type = 0;         // message type within the destination service
+  node_id source;            // sending node; receivers check it against the authenticated peer
+  uint16_t service = 0;      // destination service id
+  uint64_t correlation = 0;  // request/response pairing; 0 = none
+  bytes payload;             // msgpack encoding of the typed message
+
+  friend bool operator==(const envelope&, const envelope&) = default;
+};
+
+// Encodes `env` as written (including env.version, so tests can produce other versions).
+// Errors: too_large if the encoding would exceed bytes_max.
+result<bytes> encode_envelope(const envelope& env, size_t bytes_max = limits::envelope_bytes_max);
+
+// Decodes exactly one envelope occupying all of [data, data + size); data may be null if size is 0.
+// Errors: too_large (size > bytes_max), truncated, malformed, unsupported_version.
+result<envelope> decode_envelope(const uint8_t* data, size_t size,
+                                 size_t bytes_max = limits::envelope_bytes_max);
+
+namespace codec_detail {
+
+// Parses exactly one msgpack object from [data, data + size) under the decode limits.
+// The returned handle may reference `data` (bin and str bodies are not copied): it must not
+// outlive the input. `what` names the value in error messages ("envelope", "value").
+// Errors: too_large, truncated, malformed (also for trailing bytes).
+result<msgpack::object_handle> unpack_object(const uint8_t* data, size_t size, size_t bytes_max,
+                                             const char* what);
+
+// Copies an sbuffer into bytes.
+bytes to_bytes(const msgpack::sbuffer& buffer);
+
+}  // namespace codec_detail
+
+// msgpack-encodes a value. Errors: too_large if the encoding exceeds limits::envelope_bytes_max
+// (it could never travel in an envelope), malformed if packing failed (e.g. out of memory).
+template <class T>
+result<bytes> pack_value(const T& value) {
+  try {
+    msgpack::sbuffer buffer;
+    msgpack::pack(buffer, value);
+    if (buffer.size() > limits::envelope_bytes_max)
+      return error{errc::too_large, "encoded value of " + std::to_string(buffer.size()) +
+                                        " bytes exceeds " +
+                                        std::to_string(limits::envelope_bytes_max)};
+    return codec_detail::to_bytes(buffer);
+  } catch (const std::exception& e) {
+    return error{errc::malformed, std::string("cannot encode value: ") + e.what()};
+  } catch (...) {
+    return error{errc::malformed, "cannot encode value"};
+  }
+}
+
+// msgpack-decodes one T occupying exactly [data, data + size), under the decode limits.
+// Errors: too_large, truncated, malformed (wrong shape, integer out of range, trailing bytes).
+template <class T>
+result<T> unpack_value(const uint8_t* data, size_t size) {
+  auto handle = codec_detail::unpack_object(data, size, limits::envelope_bytes_max, "value");
+  if (!handle) return handle.err();
+  try {
+    T value{};
+    handle->get().convert(value);
+    return value;
+  } catch (const std::exception& e) {
+    return error{errc::malformed,
+                 std::string("value does not have the expected shape: ") + e.what()};
+  } catch (...) {
+    return error{errc::malformed, "value does not have the expected shape"};
+  }
+}
+
+// Encodes `msg` as the payload of an envelope from `source` with T's type and service ids.
+// Errors: as pack_value and encode_envelope.
+template <class T>
+result<bytes> encode_message(const node_id& source, uint64_t correlation, const T& msg) {
+  auto payload = pack_value(msg);
+  if (!payload) return payload.err();
+  envelope env;
+  env.type = T::type_id;
+  env.source = source;
+  env.service = T::service_id;
+  env.correlation = correlation;
+  env.payload = std::move(payload).value();
+  return encode_envelope(env);
+}
+
+// Decodes the payload of `env` as a T.
+// Errors: unknown_type if env.service != T::service_id or env.type != T::type_id; then as
+// unpack_value.
+template <class T>
+result<T> decode_payload(const envelope& env) {
+  if (env.service != T::service_id)
+    return error{errc::unknown_type, "payload service " + std::to_string(env.service) +
+                                         " does not match expected " +
+                                         std::to_string(T::service_id)};
+  if (env.type != T::type_id)
+    return error{errc::unknown_type, "payload type " + std::to_string(env.type) +
+                                         " does not match expected " + std::to_string(T::type_id)};
+  return unpack_value<T>(env.payload.data(), env.payload.size());
+}
+
+}  // namespace cmesh

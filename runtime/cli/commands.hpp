@@ -1,0 +1,17 @@
+// Entry points of the `cmesh` subcommands. Each returns the process exit code:
+// 0 success, 1 the run failed (a check or invariant did not hold), 2 bad usage or input.
+#pragma once
+
+namespace cmesh::cli {
+
+int run_node(int argc, char** argv);
+int run_id(int argc, char** argv);
+int run_sim(int argc, char** argv);
+int run_up(int argc, char** argv);
+int run_bench(int argc, char** argv);
+
+inline constexpr int exit_ok = 0;
+inline constexpr int exit_failed = 1;
+inline constexpr int exit_usage = 2;
+
+}  // namespace cmesh::cli

@@ -1,0 +1,46 @@
+// cmesh: one binary for every role. `cmesh <command> --help` explains each command.
+#include <cstdio>
+#include <cstring>
+#include <string>
+
+#include "runtime/cli/commands.hpp"
+
+namespace {
+
+const char* overview =
+    "cmesh: a decentralized mesh runtime (CAF actors over an authenticated transport,\n"
+    "or inside a deterministic simulator).\n"
+    "\n"
+    "Usage: cmesh <command> [options]\n"
+    "\n"
+    "Commands:\n"
+    "  up        start a local mesh of node processes on loopback (the quick start)\n"
+    "  node      run one node: listen, join seeds, keep peers, serve\n"
+    "  id        create or show an identity (did:key, ed25519)\n"
+    "  sim       run a deterministic multi-node simulation with faults\n"
+    "  bench     run a benchmark (transport, sim)\n"
+    "\n"
+    "Run 'cmesh <command> --help' for the options of a command.\n";
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 2) {
+    std::fputs(overview, stderr);
+    return cmesh::cli::exit_usage;
+  }
+  std::string command = argv[1];
+  if (command == "--help" || command == "-h" || command == "help") {
+    std::fputs(overview, stdout);
+    return cmesh::cli::exit_ok;
+  }
+  int rest_argc = argc - 2;
+  char** rest_argv = argv + 2;
+  if (command == "node") return cmesh::cli::run_node(rest_argc, rest_argv);
+  if (command == "id") return cmesh::cli::run_id(rest_argc, rest_argv);
+  if (command == "sim") return cmesh::cli::run_sim(rest_argc, rest_argv);
+  if (command == "up") return cmesh::cli::run_up(rest_argc, rest_argv);
+  if (command == "bench") return cmesh::cli::run_bench(rest_argc, rest_argv);
+  std::fprintf(stderr, "cmesh: unknown command '%s'\n\n%s", command.c_str(), overview);
+  return cmesh::cli::exit_usage;
+}

@@ -1,0 +1,96 @@
+#include "runtime/cli/options.hpp"
+
+#include <charconv>
+#include <sstream>
+
+namespace cmesh::cli {
+
+std::string parsed_options::get(const std::string& name, const std::string& fallback) const {
+  auto it = values_.find(name);
+  return it == values_.end() || it->second.empty() ? fallback : it->second.back();
+}
+
+const std::vector<std::string>& parsed_options::all(const std::string& name) const {
+  static const std::vector<std::string> none;
+  auto it = values_.find(name);
+  return it == values_.end() ? none : it->second;
+}
+
+result<parsed_options> parse_options(const command_spec& spec, int argc, char** argv) {
+  parsed_options out;
+  auto find = [&](const std::string& name) -> const option_spec* {
+    for (const auto& o : spec.options)
+      if (o.name == name) return &o;
+    return nullptr;
+  };
+  for (int i = 0; i < argc; ++i) {
+    std::string arg = argv[i];
+    if (arg == "--help" || arg == "-h") {
+      out.help_ = true;
+      continue;
+    }
+    if (arg.rfind("--", 0) != 0 || arg == "--") {
+      out.positional_.push_back(arg);
+      continue;
+    }
+    std::string name = arg.substr(2);
+    std::string value;
+    bool inline_value = false;
+    if (auto eq = name.find('='); eq != std::string::npos) {
+      value = name.substr(eq + 1);
+      name = name.substr(0, eq);
+      inline_value = true;
+    }
+    const option_spec* o = find(name);
+    if (!o)
+      return error{errc::invalid_argument, "unknown option --" + name + " (see " + spec.name + " --help)"};
+    if (o->value_name.empty()) {
+      if (inline_value) return error{errc::invalid_argument, "--" + name + " takes no value"};
+      value = "true";
+    } else if (!inline_value) {
+      if (i + 1 >= argc)
+        return error{errc::invalid_argument, "--" + name + " needs a value (" + o->value_name + ")"};
+      value = argv[++i];
+    }
+    auto& slot = out.values_[name];
+    if (!slot.empty() && !o->repeatable)
+      return error{errc::invalid_argument, "--" + name + " given more than once"};
+    slot.push_back(value);
+  }
+  return out;
+}
+
+std::string help_text(const command_spec& spec) {
+  std::ostringstream os;
+  os << spec.summary << "\n\nUsage: " << spec.usage << "\n";
+  if (!spec.options.empty()) os << "\nOptions:\n";
+  for (const auto& o : spec.options) {
+    std::string left = "  --" + o.name + (o.value_name.empty() ? "" : " " + o.value_name);
+    os << left;
+    if (left.size() < 28) os << std::string(28 - left.size(), ' ');
+    else os << "\n" << std::string(28, ' ');
+    os << o.help;
+    if (!o.default_text.empty()) os << " (default: " << o.default_text << ")";
+    if (o.repeatable) os << " [repeatable]";
+    os << "\n";
+  }
+  os << "  --help                    show this help\n";
+  if (!spec.epilog.empty()) os << "\n" << spec.epilog << "\n";
+  return os.str();
+}
+
+result<uint64_t> get_unsigned(const parsed_options& options, const std::string& name,
+                              uint64_t fallback, uint64_t min, uint64_t max) {
+  if (!options.has(name)) return fallback;
+  auto text = options.get(name);
+  uint64_t value = 0;
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+  if (text.empty() || ec != std::errc{} || end != text.data() + text.size())
+    return error{errc::invalid_argument, "--" + name + ": '" + text + "' is not a whole number"};
+  if (value < min || value > max)
+    return error{errc::invalid_argument, "--" + name + ": " + text + " is outside " +
+                                             std::to_string(min) + ".." + std::to_string(max)};
+  return value;
+}
+
+}  // namespace cmesh::cli

@@ -1,0 +1,53 @@
+// Declarative command-line options: each command lists its flags with help text, and gets
+// `--help`, unknown-flag errors and missing-value errors for free. Pure; no CAF.
+#pragma once
+
+#include <map>
+#include <string>
+#include <vector>
+
+#include "messages/error.hpp"
+
+namespace cmesh::cli {
+
+struct option_spec {
+  std::string name;         // without dashes: "nodes"
+  std::string value_name;   // "N"; empty = boolean flag
+  std::string help;
+  std::string default_text; // shown in --help; empty = none
+  bool repeatable = false;
+};
+
+struct command_spec {
+  std::string name;         // "cmesh sim"
+  std::string summary;      // one line
+  std::string usage;        // "cmesh sim [options]"
+  std::vector<option_spec> options;
+  std::string epilog;       // examples
+};
+
+class parsed_options {
+public:
+  bool has(const std::string& name) const { return values_.count(name) != 0; }
+  // Last value given (or `fallback`).
+  std::string get(const std::string& name, const std::string& fallback = {}) const;
+  const std::vector<std::string>& all(const std::string& name) const;
+  const std::vector<std::string>& positional() const { return positional_; }
+  bool help() const { return help_; }
+
+private:
+  friend result<parsed_options> parse_options(const command_spec&, int, char**);
+  std::map<std::string, std::vector<std::string>> values_;
+  std::vector<std::string> positional_;
+  bool help_ = false;
+};
+
+// Parses argv[first..argc). Errors name the flag and point to --help.
+result<parsed_options> parse_options(const command_spec& spec, int argc, char** argv);
+std::string help_text(const command_spec& spec);
+
+// Typed accessors with clear errors: "--nodes: 'abc' is not a whole number".
+result<uint64_t> get_unsigned(const parsed_options& options, const std::string& name,
+                              uint64_t fallback, uint64_t min, uint64_t max);
+
+}  // namespace cmesh::cli

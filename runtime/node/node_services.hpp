@@ -1,0 +1,37 @@
+// Node assembly: the one function that spawns a node's service actors. Real mode
+// (runtime/cli/cmd_node) and the simulator (sim/simulation) both call it, so the same actor
+// graph runs in both; only the transport actor, store, clock and seeds handed in differ.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "actors/peer/peer_machine.hpp"
+
+namespace caf {
+class actor;
+class actor_system;
+}  // namespace caf
+
+namespace cmesh {
+
+class store;
+class event_sink;
+
+struct node_setup {
+  node_id self;
+  std::string listen_address;        // what this node advertises to others
+  std::vector<peer::seed> seeds;
+  peer::config peer_config;
+  uint64_t rng_seed = 0;             // every service derives its own stream from this
+  store* storage = nullptr;          // owned by the runner, outlives the services
+  event_sink* events = nullptr;      // owned by the runner, outlives the services
+};
+
+// Spawns every service of one node; each registers itself with `transport`.
+// Returns the spawned actors (the runner sends them exit messages on shutdown or crash).
+std::vector<caf::actor> spawn_node_services(caf::actor_system& system, const caf::actor& transport,
+                                            const node_setup& setup);
+
+}  // namespace cmesh

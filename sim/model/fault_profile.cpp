@@ -1,0 +1,151 @@
+#include "sim/model/fault_profile.hpp"
+
+#include <algorithm>
+#include <charconv>
+#include <cstdio>
+
+namespace cmesh::sim {
+
+namespace {
+
+result<uint64_t> parse_unsigned(std::string_view text, std::string_view what) {
+  uint64_t value = 0;
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+  if (text.empty() || ec != std::errc{} || end != text.data() + text.size())
+    return error{errc::invalid_argument,
+                 "'" + std::string(text) + "' is not a valid " + std::string(what)};
+  return value;
+}
+
+}  // namespace
+
+result<int64_t> parse_duration_us(std::string_view text) {
+  size_t digits = 0;
+  while (digits < text.size() && (std::isdigit(static_cast<unsigned char>(text[digits])) ||
+                                   text[digits] == '.'))
+    ++digits;
+  std::string number(text.substr(0, digits));
+  std::string_view unit = text.substr(digits);
+  double multiplier = 0;
+  if (unit.empty() || unit == "ms") multiplier = 1e3;
+  else if (unit == "us") multiplier = 1;
+  else if (unit == "s") multiplier = 1e6;
+  else if (unit == "m" || unit == "min") multiplier = 60e6;
+  else if (unit == "h") multiplier = 3600e6;
+  char* end = nullptr;
+  double value = number.empty() ? -1 : std::strtod(number.c_str(), &end);
+  if (multiplier == 0 || number.empty() || end != number.c_str() + number.size() || value < 0)
+    return error{errc::invalid_argument, "'" + std::string(text) +
+                                             "' is not a duration (examples: 250ms, 10s, 2m)"};
+  return static_cast<int64_t>(value * multiplier + 0.5);
+}
+
+result<std::vector<uint32_t>> parse_node_set(std::string_view text, uint32_t node_count) {
+  std::vector<uint32_t> nodes;
+  size_t pos = 0;
+  while (pos <= text.size()) {
+    size_t comma = text.find(',', pos);
+    if (comma == std::string_view::npos) comma = text.size();
+    auto item = text.substr(pos, comma - pos);
+    auto dash = item.find('-');
+    auto first = parse_unsigned(item.substr(0, dash), "node index");
+    if (!first) return first.err();
+    uint64_t last = *first;
+    if (dash != std::string_view::npos) {
+      auto parsed = parse_unsigned(item.substr(dash + 1), "node index");
+      if (!parsed) return parsed.err();
+      last = *parsed;
+    }
+    if (last < *first || last >= node_count)
+      return error{errc::invalid_argument, "node range '" + std::string(item) +
+                                               "' is outside 0-" +
+                                               std::to_string(node_count - 1)};
+    for (uint64_t n = *first; n <= last; ++n) nodes.push_back(static_cast<uint32_t>(n));
+    pos = comma + 1;
+  }
+  std::sort(nodes.begin(), nodes.end());
+  nodes.erase(std::unique(nodes.begin(), nodes.end()), nodes.end());
+  return nodes;
+}
+
+result<partition> parse_partition(std::string_view text, uint32_t node_count) {
+  auto fail = [&](const std::string& why) {
+    return error{errc::invalid_argument,
+                 "bad partition '" + std::string(text) + "': " + why +
+                     " (expected START-END:SET/SET, START-END:SET>SET or START-END:SET, "
+                     "e.g. 10s-20s:0-4/5-9)"};
+  };
+  auto colon = text.find(':');
+  if (colon == std::string_view::npos) return fail("missing ':'");
+  auto window = text.substr(0, colon);
+  auto dash = window.find('-');
+  if (dash == std::string_view::npos) return fail("missing '-' between start and end");
+  auto start = parse_duration_us(window.substr(0, dash));
+  auto end = parse_duration_us(window.substr(dash + 1));
+  if (!start) return fail(start.err().message);
+  if (!end) return fail(end.err().message);
+  if (*end <= *start) return fail("end must be after start");
+  partition p;
+  p.start_us = *start;
+  p.end_us = *end;
+  auto sides = text.substr(colon + 1);
+  auto split = sides.find_first_of("/>");
+  p.one_way = split != std::string_view::npos && sides[split] == '>';
+  auto from = parse_node_set(sides.substr(0, split), node_count);
+  if (!from) return fail(from.err().message);
+  p.from_side = std::move(*from);
+  if (split != std::string_view::npos) {
+    auto to = parse_node_set(sides.substr(split + 1), node_count);
+    if (!to) return fail(to.err().message);
+    p.to_side = std::move(*to);
+  }
+  return p;
+}
+
+result<crash> parse_crash(std::string_view text, uint32_t node_count) {
+  auto fail = [&](const std::string& why) {
+    return error{errc::invalid_argument, "bad crash '" + std::string(text) + "': " + why +
+                                             " (expected NODE@TIME or NODE@TIME+RESTART_AFTER,"
+                                             " e.g. 3@5s+4s)"};
+  };
+  auto at = text.find('@');
+  if (at == std::string_view::npos) return fail("missing '@'");
+  auto node = parse_unsigned(text.substr(0, at), "node index");
+  if (!node) return fail(node.err().message);
+  if (*node >= node_count) return fail("node " + std::to_string(*node) + " does not exist");
+  auto rest = text.substr(at + 1);
+  auto plus = rest.find('+');
+  auto when = parse_duration_us(rest.substr(0, plus));
+  if (!when) return fail(when.err().message);
+  crash c;
+  c.node = static_cast<uint32_t>(*node);
+  c.at_us = *when;
+  if (plus != std::string_view::npos) {
+    auto after = parse_duration_us(rest.substr(plus + 1));
+    if (!after) return fail(after.err().message);
+    c.restart_after_us = *after;
+  }
+  return c;
+}
+
+result<double> parse_probability(std::string_view text) {
+  bool percent = !text.empty() && text.back() == '%';
+  std::string number(percent ? text.substr(0, text.size() - 1) : text);
+  char* end = nullptr;
+  double value = number.empty() ? -1 : std::strtod(number.c_str(), &end);
+  if (percent) value /= 100;
+  if (number.empty() || end != number.c_str() + number.size() || value < 0 || value > 1)
+    return error{errc::invalid_argument,
+                 "'" + std::string(text) + "' is not a probability (0..1 or 0%..100%)"};
+  return value;
+}
+
+std::string format_duration_us(int64_t us) {
+  char buffer[32];
+  if (us % 1000000 == 0) std::snprintf(buffer, sizeof buffer, "%llds", (long long)(us / 1000000));
+  else if (us % 1000 == 0) std::snprintf(buffer, sizeof buffer, "%lldms", (long long)(us / 1000));
+  else std::snprintf(buffer, sizeof buffer, "%lldus", (long long)us);
+  return buffer;
+}
+
+}  // namespace cmesh::sim

@@ -1,0 +1,64 @@
+// What can go wrong in a simulated network, and when. Parsed from `cmesh sim` options.
+// Pure data plus parsers; no CAF.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "messages/error.hpp"
+
+namespace cmesh::sim {
+
+// Latency of one message: log-normal around `latency_us_median` with shape `latency_spread`
+// (sigma of the underlying normal; 0 = constant), clamped to [latency_us_min, latency_us_max].
+struct latency_model {
+  int64_t latency_us_median = 5000;
+  double latency_spread = 0.5;
+  int64_t latency_us_min = 100;
+  int64_t latency_us_max = 2000000;
+};
+
+// Between start and end, messages from a node in `from_side` to a node in `to_side` are lost;
+// unless one_way, the reverse direction too. An empty `to_side` means "every other node".
+struct partition {
+  int64_t start_us = 0;
+  int64_t end_us = 0;
+  std::vector<uint32_t> from_side;
+  std::vector<uint32_t> to_side;
+  bool one_way = false;
+};
+
+// Node `node` crashes at `at_us` (its actors die, unsynced storage is lost); if restart_after_us
+// is >= 0 it restarts that much later on the same storage.
+struct crash {
+  uint32_t node = 0;
+  int64_t at_us = 0;
+  int64_t restart_after_us = -1;
+};
+
+struct fault_profile {
+  latency_model latency;
+  double loss = 0;        // probability a message is lost
+  double duplicate = 0;   // probability a message is delivered twice
+  double reorder = 0;     // probability a message gets extra delay (so later ones overtake it)
+  std::vector<partition> partitions;
+  std::vector<crash> crashes;
+};
+
+// "250ms", "10s", "2m", "1500us", plain number = milliseconds.
+result<int64_t> parse_duration_us(std::string_view text);
+// "0-4,7,9-10" -> sorted unique node indices; each must be < node_count.
+result<std::vector<uint32_t>> parse_node_set(std::string_view text, uint32_t node_count);
+// "START-END:SET/SET" (two-way), "START-END:SET>SET" (one-way, first set cannot reach second),
+// "START-END:SET" (SET cut off from all others, both ways).  Example: "10s-20s:0-4/5-9".
+result<partition> parse_partition(std::string_view text, uint32_t node_count);
+// "NODE@TIME" or "NODE@TIME+RESTART_AFTER".  Example: "3@5s+4s".
+result<crash> parse_crash(std::string_view text, uint32_t node_count);
+// A probability in [0, 1], also "5%".
+result<double> parse_probability(std::string_view text);
+
+std::string format_duration_us(int64_t us);
+
+}  // namespace cmesh::sim

@@ -1,0 +1,462 @@
+#include "sim/simulation.hpp"
+
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <map>
+
+#include <unistd.h>
+
+#include <caf/scheduler/test_coordinator.hpp>
+
+#include "messages/seam.hpp"
+#include "runtime/core/event_sink.hpp"
+#include "runtime/crypto/identity.hpp"
+#include "runtime/node/node_services.hpp"
+#include "sim/world.hpp"
+
+namespace cmesh::sim {
+
+namespace {
+
+enum class node_action { start, crash, restart };
+
+constexpr std::string_view meta_database = "meta";
+constexpr std::string_view identity_key = "identity_seed";
+
+}  // namespace
+
+class simulation::impl : public event_sink {
+public:
+  explicit impl(simulation_options opts)
+      : options(std::move(opts)), picker(mix_seed(options.seed, 0x7069636b)) {}
+
+  simulation_options options;
+  caf::actor_system_config config;
+  std::unique_ptr<caf::actor_system> system;
+  caf::scheduler::test_coordinator* scheduler = nullptr;
+  std::unique_ptr<world> shared;
+  caf::actor simnet;
+  rng picker;
+  std::string data_root;
+  bool remove_data_root = false;
+  caf::actor_clock::time_point epoch;
+  // Scheduled node actions by virtual time; multimap keeps insertion order for equal times.
+  std::multimap<int64_t, std::pair<node_action, uint32_t>> agenda;
+  uint64_t jobs_run = 0;
+  uint64_t timers_fired = 0;
+  uint64_t crashes = 0;
+  uint64_t restarts = 0;
+
+  status setup();
+  void run_until(int64_t until_us);
+  int64_t now_ns() const {
+    return std::chrono::duration_cast<std::chrono::nanoseconds>(
+               scheduler->clock().current_time - epoch)
+        .count();
+  }
+  void deliver_due();
+  void run_agenda_due();
+  void boot(uint32_t index);
+  void crash(uint32_t index);
+  void deliver(in_flight message);
+  void shutdown_all();
+  void record(const node_event& event) override;
+  std::string name_of(const node_id& id) const;
+};
+
+// ---- setup --------------------------------------------------------------------------------------
+
+status simulation::impl::setup() {
+  if (options.nodes == 0 || options.nodes > limits::sim_nodes_max)
+    return {errc::invalid_argument,
+            "--nodes must be between 1 and " + std::to_string(limits::sim_nodes_max)};
+  if (options.seed_nodes == 0 || options.seed_nodes > options.nodes)
+    return {errc::invalid_argument, "--seed-nodes must be between 1 and --nodes"};
+  for (const auto& c : options.faults.crashes)
+    if (c.node >= options.nodes)
+      return {errc::invalid_argument, "crash names node " + std::to_string(c.node) +
+                                          " but there are only " + std::to_string(options.nodes)};
+  crypto_init();
+  if (options.use_storage) {
+    if (options.data_directory.empty()) {
+      // Simulated storage never needs the disk's durability (crashes are modelled by the store's
+      // undo journal), so prefer memory-backed /dev/shm: creating thousands of environments on a
+      // disk file system costs more than the whole simulation.
+      const char* tmp = std::getenv("TMPDIR");
+      std::string base = tmp && *tmp ? tmp : (access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp");
+      std::string pattern = base + "/cmesh-sim-XXXXXX";
+      if (!mkdtemp(pattern.data()))
+        return {errc::io_error, "cannot create a temporary folder from " + pattern};
+      data_root = pattern;
+      remove_data_root = !options.keep_data;
+    } else {
+      data_root = options.data_directory;
+      std::error_code ec;
+      std::filesystem::create_directories(data_root, ec);
+      if (ec) return {errc::io_error, "cannot create " + data_root + ": " + ec.message()};
+    }
+  }
+  config.set("scheduler.policy", caf::atom("testing"));
+  config.set("logger.file-verbosity", caf::atom("quiet"));
+  config.set("logger.console-verbosity", caf::atom("quiet"));
+  system = std::make_unique<caf::actor_system>(config);
+  scheduler = &dynamic_cast<caf::scheduler::test_coordinator&>(system->scheduler());
+  epoch = scheduler->clock().current_time;
+  shared = std::make_unique<world>(options.seed, options.faults, options.nodes);
+  shared->nodes.resize(options.nodes);
+  for (uint32_t i = 0; i < options.nodes; ++i) {
+    auto& slot = shared->nodes[i];
+    slot.view.address = sim_address(i);
+    if (!data_root.empty()) slot.data_directory = data_root + "/node-" + std::to_string(i);
+  }
+  simnet = spawn_simnet(*system, shared.get());
+  // Node 0 starts first; the others join at seeded random times within the join spread.
+  rng starts(mix_seed(options.seed, 0x7374617274));
+  for (uint32_t i = 0; i < options.nodes; ++i) {
+    int64_t at = i == 0 || options.join_spread_us <= 0
+                     ? 0
+                     : static_cast<int64_t>(starts.below(static_cast<uint64_t>(options.join_spread_us)));
+    agenda.emplace(at, std::make_pair(node_action::start, i));
+  }
+  for (const auto& c : options.faults.crashes) agenda.emplace(c.at_us, std::make_pair(node_action::crash, c.node));
+  return {};
+}
+
+// ---- node lifecycle -----------------------------------------------------------------------------
+
+void simulation::impl::boot(uint32_t index) {
+  auto& slot = shared->nodes[index];
+  auto& view = slot.view;
+  if (view.up) return;
+  identity self = identity::derive_for_simulation(options.seed, index);
+  if (options.use_storage) {
+    store_options store_opts;
+    store_opts.map_bytes = limits::store_map_bytes_sim;
+    store_opts.durable = false;
+    store_opts.simulate_crashes = true;
+    auto opened = store::open(slot.data_directory, store_opts);
+    if (!opened) {
+      shared->violation("node " + std::to_string(index) + " cannot open its store: " +
+                        opened.err().describe());
+      return;
+    }
+    slot.storage = std::move(*opened);
+    // The identity lives in the node's own storage: first boot writes it durably, a restart
+    // reads it back (so a restarted node proves it kept its identity through its storage).
+    auto meta = slot.storage->open_database(meta_database);
+    auto reader = meta ? slot.storage->begin_read() : result<store::read_txn>(meta.err());
+    auto stored = reader ? reader->get(*meta, identity_key) : result<std::optional<bytes>>(reader.err());
+    if (stored && *stored && (*stored)->size() == 32) {
+      std::array<uint8_t, 32> seed_bytes;
+      std::copy((*stored)->begin(), (*stored)->end(), seed_bytes.begin());
+      self = identity::from_seed(seed_bytes);
+    } else if (meta) {
+      auto txn = slot.storage->begin_write();
+      status s = txn ? txn->put(*meta, identity_key,
+                                std::string_view(reinterpret_cast<const char*>(self.seed.data()), 32))
+                     : txn.err();
+      if (s.ok()) s = txn->commit();
+      if (s.ok()) s = slot.storage->sync();
+      if (!s.ok()) shared->violation("node " + std::to_string(index) + " cannot store its identity: " + s.describe());
+    }
+  }
+  if (view.started && self.public_key != view.id)
+    shared->violation("node " + std::to_string(index) + " changed identity across a restart");
+  view.id = self.public_key;
+  view.started = true;
+  view.up = true;
+  ++view.incarnation;
+  shared->index_of_node[view.id] = index;
+  node_setup setup;
+  setup.self = view.id;
+  setup.listen_address = view.address;
+  for (uint32_t s = 0; s < options.seed_nodes; ++s) setup.seeds.push_back({sim_address(s), node_id{}});
+  setup.peer_config = options.peer_config;
+  setup.rng_seed = mix_seed(options.seed, (uint64_t{index} << 20) + view.incarnation);
+  setup.storage = slot.storage.get();
+  setup.events = this;
+  slot.actors = spawn_node_services(*system, simnet, setup);
+  for (const auto& actor : slot.actors) shared->node_of_actor[actor.id()] = index;
+  shared->trace.add(mix64(0x5354415254 ^ (uint64_t{index} << 8) ^ view.incarnation));
+}
+
+void simulation::impl::crash(uint32_t index) {
+  auto& slot = shared->nodes[index];
+  if (!slot.view.up) return;
+  slot.view.up = false;
+  ++crashes;
+  // Kill the node's actors now: exit messages are urgent, so each actor's next activation
+  // terminates it before it handles anything else.
+  std::vector<caf::abstract_actor*> doomed;
+  for (const auto& actor : slot.actors) {
+    doomed.push_back(caf::actor_cast<caf::abstract_actor*>(actor));
+    caf::anon_send_exit(actor, caf::exit_reason::kill);
+  }
+  scheduler->run_jobs_filtered([&](caf::resumable* job) {
+    auto* actor = dynamic_cast<caf::abstract_actor*>(job);
+    return std::find(doomed.begin(), doomed.end(), actor) != doomed.end();
+  });
+  for (const auto& actor : slot.actors) shared->node_of_actor.erase(actor.id());
+  slot.actors.clear();
+  slot.services.clear();
+  slot.view.peers.clear();
+  if (slot.storage) {
+    slot.storage->simulate_crash();  // what the node had not synced is gone
+    slot.storage.reset();
+  }
+  shared->trace.add(mix64(0x43524153480000 ^ (uint64_t{index} << 8) ^ slot.view.incarnation));
+  for (const auto& c : options.faults.crashes)
+    if (c.node == index && c.restart_after_us >= 0 && c.at_us <= shared->now_us &&
+        shared->now_us < c.at_us + c.restart_after_us)
+      agenda.emplace(c.at_us + c.restart_after_us, std::make_pair(node_action::restart, index));
+}
+
+// ---- the driver ---------------------------------------------------------------------------------
+
+void simulation::impl::deliver(in_flight message) {
+  auto& w = *shared;
+  auto& target = w.nodes[message.to];
+  uint64_t fate = 0;
+  if (!target.view.up || target.view.incarnation != message.to_incarnation) {
+    ++w.network.stats().to_dead_node;
+    fate = 1;
+  } else if (message.kind == flight_kind::data &&
+             !w.network.link_open(w.now_us, message.from, message.to)) {
+    ++w.network.stats().partitioned;  // the partition began while the message was in flight
+    fate = 2;
+  }
+  uint64_t digest = message.kind == flight_kind::data
+                        ? hash_bytes(message.payload.data(), message.payload.size())
+                        : hash_bytes(message.address.data(), message.address.size());
+  w.trace.add(mix64(static_cast<uint64_t>(w.now_us)) ^ (uint64_t{message.from} << 40) ^
+              (uint64_t{message.to} << 16) ^ (uint64_t(message.kind) << 8) ^ fate ^
+              (uint64_t{message.service} << 32) ^ digest);
+  if (fate != 0) return;
+  const auto& from_id = w.nodes[message.from].view.id;
+  switch (message.kind) {
+    case flight_kind::data:
+      if (auto* service = target.service(message.service)) {
+        ++w.network.stats().delivered;
+        caf::anon_send(*service, deliver_atom::value, from_id, message.service,
+                       std::move(message.payload));
+      }
+      break;
+    case flight_kind::peer_up:
+      for (const auto& [sid, actor] : target.services)
+        caf::anon_send(actor, peer_up_atom::value, from_id, message.address);
+      break;
+    case flight_kind::dial_failed:
+      for (const auto& [sid, actor] : target.services)
+        caf::anon_send(actor, dial_failed_atom::value, message.address, message.reason);
+      break;
+  }
+}
+
+void simulation::impl::deliver_due() {
+  auto& network = shared->network;
+  while (!network.empty() && network.next_delivery_us() <= shared->now_us) deliver(network.pop());
+}
+
+void simulation::impl::run_agenda_due() {
+  while (!agenda.empty() && agenda.begin()->first <= shared->now_us) {
+    auto [action, index] = agenda.begin()->second;
+    agenda.erase(agenda.begin());
+    switch (action) {
+      case node_action::start: boot(index); break;
+      case node_action::crash: crash(index); break;
+      case node_action::restart:
+        ++restarts;
+        ++shared->nodes[index].view.restarts;
+        boot(index);
+        break;
+    }
+  }
+}
+
+void simulation::impl::run_until(int64_t until_us) {
+  until_us = std::min(until_us, options.duration_us);
+  for (;;) {
+    run_agenda_due();
+    deliver_due();
+    if (scheduler->has_job()) {
+      // Seeded choice among runnable actors: the interleaving is part of what the seed fixes.
+      auto& jobs = scheduler->jobs;
+      auto pick = picker.below(jobs.size());
+      if (pick != 0) std::swap(jobs[0], jobs[pick]);
+      scheduler->run_once();
+      ++jobs_run;
+      continue;
+    }
+    // Idle: jump virtual time to the earliest of the next timer, delivery and node action.
+    int64_t next_ns = INT64_MAX;
+    const auto& timers = scheduler->clock().schedule();
+    if (!timers.empty())
+      next_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(timers.begin()->first - epoch).count();
+    if (!shared->network.empty()) next_ns = std::min(next_ns, shared->network.next_delivery_us() * 1000);
+    if (!agenda.empty()) next_ns = std::min(next_ns, agenda.begin()->first * 1000);
+    int64_t now = now_ns();
+    if (next_ns > until_us * 1000) {
+      if (until_us * 1000 > now) scheduler->advance_time(std::chrono::nanoseconds(until_us * 1000 - now));
+      shared->now_us = until_us;
+      return;
+    }
+    if (next_ns > now) timers_fired += scheduler->advance_time(std::chrono::nanoseconds(next_ns - now));
+    else if (!timers.empty() && next_ns <= now) timers_fired += scheduler->advance_time(std::chrono::nanoseconds(0));
+    shared->now_us = now_ns() / 1000;
+  }
+}
+
+void simulation::impl::shutdown_all() {
+  if (!system) return;
+  for (auto& slot : shared->nodes) {
+    for (const auto& actor : slot.actors) caf::anon_send_exit(actor, caf::exit_reason::kill);
+    slot.actors.clear();
+    slot.services.clear();
+  }
+  caf::anon_send_exit(simnet, caf::exit_reason::kill);
+  simnet = nullptr;
+  scheduler->run();
+  system.reset();
+  for (auto& slot : shared->nodes) slot.storage.reset();
+}
+
+// ---- events from the nodes' actors --------------------------------------------------------------
+
+std::string simulation::impl::name_of(const node_id& id) const {
+  auto it = shared->index_of_node.find(id);
+  return it == shared->index_of_node.end() ? id.short_name() : "n" + std::to_string(it->second);
+}
+
+void simulation::impl::record(const node_event& event) {
+  auto& w = *shared;
+  auto it = w.index_of_node.find(event.node);
+  if (it == w.index_of_node.end()) {
+    w.violation("event from an unknown node " + event.node.short_name());
+    return;
+  }
+  uint32_t index = it->second;
+  auto& view = w.nodes[index].view;
+  if (!view.up) w.violation("node " + std::to_string(index) + " reported '" + std::string(event.kind) + "' while down");
+  if (event.kind == "peer_added") {
+    if (event.peer == view.id) w.violation("node " + std::to_string(index) + " added itself as a peer");
+    view.peers.insert(event.peer);
+    if (view.peers.size() > options.peer_config.peer_table_max)
+      w.violation("node " + std::to_string(index) + " holds more peers than peer_table_max");
+  } else if (event.kind == "peer_removed") {
+    view.peers.erase(event.peer);
+  } else if (event.kind == "pong") {
+    ++view.pongs;
+  } else if (event.kind == "malformed") {
+    ++view.malformed;
+  }
+  w.trace.add(hash_bytes(event.kind.data(), event.kind.size(), index) ^ event.peer.prefix64() ^
+              static_cast<uint64_t>(event.value));
+  if (options.verbose)
+    std::printf("[%10.6fs] n%u %.*s %.*s %s %.*s\n", static_cast<double>(w.now_us) / 1e6, index,
+                static_cast<int>(event.service.size()), event.service.data(),
+                static_cast<int>(event.kind.size()), event.kind.data(),
+                event.peer.is_zero() ? "-" : name_of(event.peer).c_str(),
+                static_cast<int>(event.detail.size()), event.detail.data());
+}
+
+// ---- public face --------------------------------------------------------------------------------
+
+simulation::simulation(std::unique_ptr<impl> state) : impl_(std::move(state)) {}
+
+simulation::~simulation() {
+  impl_->shutdown_all();
+  if (impl_->remove_data_root) {
+    std::error_code ec;
+    std::filesystem::remove_all(impl_->data_root, ec);
+  }
+}
+
+result<std::unique_ptr<simulation>> simulation::create(simulation_options options) {
+  auto state = std::make_unique<impl>(std::move(options));
+  if (auto s = state->setup(); !s.ok()) return s;
+  return std::unique_ptr<simulation>(new simulation(std::move(state)));
+}
+
+void simulation::run_until(int64_t until_us) { impl_->run_until(until_us); }
+bool simulation::finished() const { return impl_->shared->now_us >= impl_->options.duration_us; }
+int64_t simulation::now_us() const { return impl_->shared->now_us; }
+void simulation::crash(uint32_t node) { impl_->crash(node); }
+void simulation::restart(uint32_t node) {
+  ++impl_->restarts;
+  ++impl_->shared->nodes.at(node).view.restarts;
+  impl_->boot(node);
+}
+const node_view& simulation::view(uint32_t node) const { return impl_->shared->nodes.at(node).view; }
+const simulation_options& simulation::options() const { return impl_->options; }
+
+simulation_report simulation::report() const {
+  const auto& w = *impl_->shared;
+  simulation_report r;
+  r.seed = impl_->options.seed;
+  r.trace_hash = w.trace.value();
+  r.trace_events = w.trace.events();
+  r.virtual_us = w.now_us;
+  r.jobs_run = impl_->jobs_run;
+  r.timers_fired = impl_->timers_fired;
+  r.crashes = impl_->crashes;
+  r.restarts = impl_->restarts;
+  r.network = w.network.stats();
+  r.nodes = static_cast<uint32_t>(w.nodes.size());
+  r.violations = w.violations;
+  size_t total = 0;
+  r.peers_min = SIZE_MAX;
+  for (const auto& slot : w.nodes) {
+    r.pongs += slot.view.pongs;
+    r.malformed += slot.view.malformed;
+    if (!slot.view.up) continue;
+    ++r.nodes_up;
+    total += slot.view.peers.size();
+    r.peers_min = std::min(r.peers_min, slot.view.peers.size());
+  }
+  if (r.nodes_up == 0) r.peers_min = 0;
+  r.peers_mean = r.nodes_up ? static_cast<double>(total) / r.nodes_up : 0;
+  return r;
+}
+
+std::string replay_command(const simulation_options& o) {
+  std::string cmd = "cmesh sim --nodes " + std::to_string(o.nodes) + " --seed " +
+                    std::to_string(o.seed) + " --duration " + format_duration_us(o.duration_us);
+  if (o.seed_nodes != 1) cmd += " --seed-nodes " + std::to_string(o.seed_nodes);
+  const auto& f = o.faults;
+  auto number = [](double v) {
+    char buffer[32];
+    std::snprintf(buffer, sizeof buffer, "%g", v);
+    return std::string(buffer);
+  };
+  cmd += " --latency " + format_duration_us(f.latency.latency_us_median);
+  cmd += " --latency-spread " + number(f.latency.latency_spread);
+  if (f.loss > 0) cmd += " --loss " + number(f.loss);
+  if (f.duplicate > 0) cmd += " --duplicate " + number(f.duplicate);
+  if (f.reorder > 0) cmd += " --reorder " + number(f.reorder);
+  for (const auto& p : f.partitions) {
+    auto set = [](const std::vector<uint32_t>& nodes) {
+      std::string out;
+      for (size_t i = 0; i < nodes.size(); ++i) {
+        size_t j = i;
+        while (j + 1 < nodes.size() && nodes[j + 1] == nodes[j] + 1) ++j;
+        if (!out.empty()) out += ",";
+        out += std::to_string(nodes[i]);
+        if (j > i) out += "-" + std::to_string(nodes[j]);
+        i = j;
+      }
+      return out;
+    };
+    cmd += " --partition " + format_duration_us(p.start_us) + "-" + format_duration_us(p.end_us) +
+           ":" + set(p.from_side);
+    if (!p.to_side.empty()) cmd += (p.one_way ? ">" : "/") + set(p.to_side);
+  }
+  for (const auto& c : f.crashes) {
+    cmd += " --crash " + std::to_string(c.node) + "@" + format_duration_us(c.at_us);
+    if (c.restart_after_us >= 0) cmd += "+" + format_duration_us(c.restart_after_us);
+  }
+  if (!o.use_storage) cmd += " --no-storage";
+  return cmd;
+}
+
+}  // namespace cmesh::sim
