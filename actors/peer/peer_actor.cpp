@@ -25,6 +25,7 @@ struct peer_actor_state {
   bool storage_ok = false;
   int64_t last_persist_ms = 0;
   uint64_t malformed = 0;
+  bool stopped = false;  // after shutdown the service only answers status
 };
 
 using peer_actor_type = caf::stateful_actor<peer_actor_state>;
@@ -170,9 +171,11 @@ caf::behavior peer_actor(peer_actor_type* self, caf::actor transport, actor_cont
   self->delayed_send(self, tick, tick_atom::value);
   return {
     [=](deliver_atom, const node_id& from, uint16_t, const bytes& data) {
+      if (self->state.stopped) return;
       on_deliver(self, from, data);
     },
     [=](peer_up_atom, const node_id& peer, const std::string& address) {
+      if (self->state.stopped) return;
       self->state.protocol->on_peer_up(now_ms(self), peer, address, self->state.pending);
       execute(self);
     },
@@ -181,10 +184,12 @@ caf::behavior peer_actor(peer_actor_type* self, caf::actor transport, actor_cont
       execute(self);
     },
     [=](dial_failed_atom, const std::string& address, const std::string& reason) {
+      if (self->state.stopped) return;
       self->state.protocol->on_dial_failed(now_ms(self), address, reason, self->state.pending);
       execute(self);
     },
     [=](tick_atom) {
+      if (self->state.stopped) return;
       auto now = now_ms(self);
       self->state.protocol->tick(now, self->state.pending);
       execute(self);
@@ -204,6 +209,7 @@ caf::behavior peer_actor(peer_actor_type* self, caf::actor transport, actor_cont
     },
     [=](shutdown_atom) {
       auto& s = self->state;
+      s.stopped = true;
       s.protocol->shutdown(s.pending);
       execute(self);
       s.last_persist_ms = INT64_MIN / 2;  // persist now regardless of the interval

@@ -1,7 +1,7 @@
 #include <cstdio>
 #include "runtime/cli/commands.hpp"
 namespace cmesh::cli {
-int run_node(int, char**) { std::fprintf(stderr, "not yet\n"); return 2; }
+
 int run_up(int, char**) { std::fprintf(stderr, "not yet\n"); return 2; }
 int run_bench(int, char**) { std::fprintf(stderr, "not yet\n"); return 2; }
 }

@@ -1,0 +1,45 @@
+// The real transport: TCP between node processes through CAF io brokers, with the authenticated
+// handshake and AEAD frames of docs/wire-protocol.md. Services talk to it through the seam in
+// messages/seam.hpp, exactly as they talk to the simulated network.
+//
+// Actors (all in runtime/net):
+//   transport manager  routes, address book, dials with backoff, bounded per-peer queues,
+//                      service registry; the `transport` handle services receive
+//   acceptor broker    owns the listening socket; forks one connection broker per accept
+//   connection broker  one TCP connection: handshake, then seal/open frames; closes itself on
+//                      any malformed, unauthenticated, replayed or oversized input
+//   dialer             a short-lived detached actor per connection attempt (connect blocks)
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <string>
+
+#include "messages/error.hpp"
+#include "messages/node_id.hpp"
+
+namespace caf {
+class actor;
+class actor_system;
+}  // namespace caf
+
+namespace cmesh {
+
+class event_sink;
+
+struct transport_config {
+  node_id self;
+  std::array<uint8_t, 64> secret_key{};  // ed25519 secret key of the node identity
+  std::string listen_host = "127.0.0.1";
+  uint16_t listen_port = 0;               // 0 = let the OS choose (see transport_started)
+  std::string advertised_address;         // what peers are told; empty = listen host:port
+  event_sink* events = nullptr;           // outlives the transport
+  uint64_t jitter_seed = 0;               // backoff jitter
+};
+
+// Binds the listening socket (synchronously, so a port in use is reported here) and spawns the
+// manager and acceptor. Returns the manager handle and the bound port.
+result<std::pair<caf::actor, uint16_t>> start_transport(caf::actor_system& system,
+                                                       transport_config config);
+
+}  // namespace cmesh
