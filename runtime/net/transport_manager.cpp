@@ -321,6 +321,8 @@ std::string bind_failure(const std::string& host, uint16_t port) {
     return where + ": " + gai_strerror(rc);
   std::string reason = "unknown error";
   int fd = ::socket(found->ai_family, found->ai_socktype, found->ai_protocol);
+  int on = 1;
+  if (fd >= 0) ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on);
   if (fd < 0) reason = std::strerror(errno);
   else if (::bind(fd, found->ai_addr, found->ai_addrlen) != 0) reason = std::strerror(errno);
   if (fd >= 0) ::close(fd);
@@ -333,7 +335,9 @@ std::string bind_failure(const std::string& host, uint16_t port) {
 result<std::pair<caf::actor, uint16_t>> start_transport(caf::actor_system& system,
                                                        transport_config config) {
   auto& middleman = system.middleman();
-  auto doorman = middleman.backend().new_tcp_doorman(config.listen_port, config.listen_host.c_str(), false);
+  // SO_REUSEADDR: a node restarted right after a crash must get its port back although old
+  // connections linger in TIME_WAIT; a port held by a live listener is still refused.
+  auto doorman = middleman.backend().new_tcp_doorman(config.listen_port, config.listen_host.c_str(), true);
   if (!doorman) return error{errc::io_error, bind_failure(config.listen_host, config.listen_port)};
   uint16_t port = (*doorman)->port();
   std::string advertised = config.advertised_address.empty()
