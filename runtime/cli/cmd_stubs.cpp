@@ -2,6 +2,5 @@
 #include "runtime/cli/commands.hpp"
 namespace cmesh::cli {
 
-int run_up(int, char**) { std::fprintf(stderr, "not yet\n"); return 2; }
 int run_bench(int, char**) { std::fprintf(stderr, "not yet\n"); return 2; }
 }
