@@ -7,6 +7,7 @@
 
 namespace cmesh::services {
 
-inline constexpr uint16_t peer = 1;  // first protocol: join, peer exchange, ping (actors/peer)
+inline constexpr uint16_t peer = 1;    // first protocol: join, peer exchange, ping (actors/peer)
+inline constexpr uint16_t bench = 90;  // benchmark workloads: echo and flood (actors/bench)
 
 }  // namespace cmesh::services

@@ -33,9 +33,9 @@ int64_t sending_node(caf::stateful_actor<simnet_state>* self) {
   auto sender = self->current_sender();
   if (!sender) return -1;
   auto& w = *self->state.shared;
-  auto it = w.node_of_actor.find(sender->id());
-  if (it == w.node_of_actor.end() || !w.nodes[it->second].view.up) return -1;
-  return it->second;
+  auto node = w.node_of(sender->id());
+  if (node < 0 || !w.nodes[node].view.up) return -1;
+  return node;
 }
 
 caf::behavior simnet(caf::stateful_actor<simnet_state>* self, world* shared) {
@@ -78,9 +78,9 @@ caf::behavior simnet(caf::stateful_actor<simnet_state>* self, world* shared) {
     },
     [=](register_atom, uint16_t service, const caf::actor& actor) {
       auto& w = *self->state.shared;
-      auto it = w.node_of_actor.find(actor.id());
-      if (it == w.node_of_actor.end()) return;
-      auto& services = w.nodes[it->second].services;
+      auto node = w.node_of(actor.id());
+      if (node < 0) return;
+      auto& services = w.nodes[node].services;
       for (auto& entry : services)
         if (entry.first == service) {
           entry.second = actor;

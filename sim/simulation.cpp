@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <map>
 
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <caf/scheduler/test_coordinator.hpp>
@@ -47,6 +48,7 @@ public:
   uint64_t timers_fired = 0;
   uint64_t crashes = 0;
   uint64_t restarts = 0;
+  std::shared_ptr<const std::vector<node_id>> flood_nodes;  // benchmark workload only
 
   status setup();
   void run_until(int64_t until_us);
@@ -79,6 +81,14 @@ status simulation::impl::setup() {
                                           " but there are only " + std::to_string(options.nodes)};
   crypto_init();
   if (options.use_storage) {
+    // Fail before the run, not in the middle of it: one descriptor per simulated LMDB store.
+    rlimit files{};
+    getrlimit(RLIMIT_NOFILE, &files);
+    if (files.rlim_cur < options.nodes + 256)
+      return {errc::unavailable, "simulated storage needs about " +
+                                     std::to_string(options.nodes + 256) +
+                                     " open files but the limit is " + std::to_string(files.rlim_cur) +
+                                     " (raise ulimit -n or use --no-storage)"};
     if (options.data_directory.empty()) {
       // Simulated storage never needs the disk's durability (crashes are modelled by the store's
       // undo journal), so prefer memory-backed /dev/shm: creating thousands of environments on a
@@ -111,6 +121,12 @@ status simulation::impl::setup() {
     if (!data_root.empty()) slot.data_directory = data_root + "/node-" + std::to_string(i);
   }
   simnet = spawn_simnet(*system, shared.get());
+  if (options.flood_in_flight > 0) {
+    auto ids = std::make_shared<std::vector<node_id>>();
+    for (uint32_t i = 0; i < options.nodes; ++i)
+      ids->push_back(identity::derive_for_simulation(options.seed, i).public_key);
+    flood_nodes = std::move(ids);
+  }
   // Node 0 starts first; the others join at seeded random times within the join spread.
   rng starts(mix_seed(options.seed, 0x7374617274));
   for (uint32_t i = 0; i < options.nodes; ++i) {
@@ -176,8 +192,11 @@ void simulation::impl::boot(uint32_t index) {
   setup.rng_seed = mix_seed(options.seed, (uint64_t{index} << 20) + view.incarnation);
   setup.storage = slot.storage.get();
   setup.events = this;
+  setup.bench_flood_nodes = flood_nodes;
+  setup.bench_flood_in_flight = options.flood_in_flight;
+  setup.bench_flood_payload_bytes = options.flood_payload_bytes;
   slot.actors = spawn_node_services(*system, simnet, setup);
-  for (const auto& actor : slot.actors) shared->node_of_actor[actor.id()] = index;
+  for (const auto& actor : slot.actors) shared->set_node_of(actor.id(), index);
   shared->trace.add(mix64(0x5354415254 ^ (uint64_t{index} << 8) ^ view.incarnation));
 }
 
@@ -197,7 +216,7 @@ void simulation::impl::crash(uint32_t index) {
     auto* actor = dynamic_cast<caf::abstract_actor*>(job);
     return std::find(doomed.begin(), doomed.end(), actor) != doomed.end();
   });
-  for (const auto& actor : slot.actors) shared->node_of_actor.erase(actor.id());
+  for (const auto& actor : slot.actors) shared->forget_actor(actor.id());
   slot.actors.clear();
   slot.services.clear();
   slot.view.peers.clear();
@@ -456,6 +475,9 @@ std::string replay_command(const simulation_options& o) {
     if (c.restart_after_us >= 0) cmd += "+" + format_duration_us(c.restart_after_us);
   }
   if (!o.use_storage) cmd += " --no-storage";
+  if (o.flood_in_flight > 0)
+    cmd += " --flood " + std::to_string(o.flood_in_flight) + " --flood-payload " +
+           std::to_string(o.flood_payload_bytes);
   return cmd;
 }
 

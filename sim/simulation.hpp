@@ -36,6 +36,10 @@ struct simulation_options {
   bool keep_data = false;
   bool verbose = false;             // print every node event (small runs only)
   bool use_storage = true;          // false: no LMDB (pure protocol runs, very large n)
+  // Benchmark workload: every node also runs the flood service with this many probes in flight
+  // (0 = off). See actors/bench.
+  uint32_t flood_in_flight = 0;
+  uint32_t flood_payload_bytes = 64;
 };
 
 // What the simulation knows about a node, from the events its actors report.

@@ -37,7 +37,20 @@ struct world {
   network_model network;
   std::vector<node_slot> nodes;
   std::unordered_map<node_id, uint32_t> index_of_node;        // public key -> node index
-  std::unordered_map<caf::actor_id, uint32_t> node_of_actor;  // service actor -> node index
+  // Service actor id -> node index + 1 (0 = not a live node's actor). CAF hands out actor ids
+  // sequentially, so a dense vector beats a hash map on the per-message path.
+  std::vector<uint32_t> node_of_actor;
+
+  int64_t node_of(caf::actor_id id) const {
+    return id < node_of_actor.size() && node_of_actor[id] != 0 ? int64_t{node_of_actor[id]} - 1 : -1;
+  }
+  void set_node_of(caf::actor_id id, uint32_t node) {
+    if (id >= node_of_actor.size()) node_of_actor.resize(id + 1024, 0);
+    node_of_actor[id] = node + 1;
+  }
+  void forget_actor(caf::actor_id id) {
+    if (id < node_of_actor.size()) node_of_actor[id] = 0;
+  }
   trace_hash trace;
   std::vector<std::string> violations;
   int64_t now_us = 0;  // mirrors the virtual clock, updated by the driver

@@ -7,6 +7,7 @@
 #include "runtime/cli/commands.hpp"
 #include "runtime/cli/options.hpp"
 #include "runtime/cli/sim_options.hpp"
+#include "runtime/core/descriptor_limit.hpp"
 #include "sim/simulation.hpp"
 
 namespace cmesh::cli {
@@ -53,6 +54,13 @@ int run_sim(int argc, char** argv) {
   if (!options) {
     std::fprintf(stderr, "cmesh sim: %s\n", options.err().message.c_str());
     return exit_usage;
+  }
+  if (options->use_storage) {
+    auto limit = ensure_descriptor_limit(sim_descriptors_needed(options->nodes));
+    if (!limit) {
+      std::fprintf(stderr, "cmesh sim: %s\n", limit.err().message.c_str());
+      return exit_usage;
+    }
   }
   bool quiet = parsed->has("quiet");
   std::printf("cmesh sim: seed=%llu nodes=%u duration=%s\n", (unsigned long long)options->seed,

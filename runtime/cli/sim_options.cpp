@@ -24,6 +24,8 @@ command_spec sim_command_spec() {
       {"data", "DIR", "keep node storage in DIR instead of a temporary folder", ""},
       {"keep-data", "", "do not delete the temporary storage folder at the end", ""},
       {"no-storage", "", "run without LMDB (protocol only; crashes then lose all state)", ""},
+      {"flood", "K", "benchmark workload: every node keeps K probes circulating to random nodes", "0 = off"},
+      {"flood-payload", "BYTES", "payload of each flood probe", "64"},
       {"verbose", "", "print every node event (small runs)", ""},
       {"quiet", "", "no progress lines on stderr", ""},
   };
@@ -96,6 +98,12 @@ result<sim::simulation_options> sim_options_from(const parsed_options& p, uint64
   o.keep_data = p.has("keep-data");
   o.use_storage = !p.has("no-storage");
   o.verbose = p.has("verbose");
+  auto flood = get_unsigned(p, "flood", 0, 0, 1024);
+  if (!flood) return flood.err();
+  o.flood_in_flight = static_cast<uint32_t>(*flood);
+  auto payload = get_unsigned(p, "flood-payload", 64, 0, 65536);
+  if (!payload) return payload.err();
+  o.flood_payload_bytes = static_cast<uint32_t>(*payload);
   return o;
 }
 

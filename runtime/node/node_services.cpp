@@ -2,6 +2,7 @@
 
 #include <caf/all.hpp>
 
+#include "actors/bench/bench_actor.hpp"
 #include "actors/peer/peer_actor.hpp"
 #include "runtime/core/rng.hpp"
 
@@ -19,6 +20,16 @@ std::vector<caf::actor> spawn_node_services(caf::actor_system& system, const caf
   peer_context.storage = setup.storage;
   peer_context.events = setup.events;
   services.push_back(peer::spawn_peer_actor(system, transport, std::move(peer_context)));
+  if (setup.bench_echo) services.push_back(bench::spawn_echo_actor(system, transport, setup.self));
+  if (setup.bench_flood_nodes) {
+    bench::flood_config flood;
+    flood.self = setup.self;
+    flood.nodes = setup.bench_flood_nodes;
+    flood.in_flight = setup.bench_flood_in_flight;
+    flood.payload_bytes = setup.bench_flood_payload_bytes;
+    flood.rng_seed = mix_seed(setup.rng_seed, /*stream: bench flood*/ 2);
+    services.push_back(bench::spawn_flood_actor(system, transport, std::move(flood)));
+  }
   return services;
 }
 

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -27,6 +28,11 @@ struct node_setup {
   uint64_t rng_seed = 0;             // every service derives its own stream from this
   store* storage = nullptr;          // owned by the runner, outlives the services
   event_sink* events = nullptr;      // owned by the runner, outlives the services
+  // Benchmark workloads (off unless set): answer probes, or keep probes circulating.
+  bool bench_echo = false;
+  std::shared_ptr<const std::vector<node_id>> bench_flood_nodes;
+  uint32_t bench_flood_in_flight = 4;
+  uint32_t bench_flood_payload_bytes = 64;
 };
 
 // Spawns every service of one node; each registers itself with `transport`.

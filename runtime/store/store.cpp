@@ -113,11 +113,12 @@ result<std::unique_ptr<store>> store::open(const std::string& directory,
   int rc = mdb_env_create(&env);
   if (rc != 0) return lmdb_error("mdb_env_create for " + directory, rc);
   unsigned flags = MDB_NOTLS;
-  // A simulated node's store is used by one process only: no lock file (one descriptor per
-  // node, so 10,000 simulated nodes fit the descriptor limit) and no fsync at all, because
-  // durability in simulation is modelled by the undo journal, not by the disk.
+  // A simulated node's store is used by one process only: no lock file, and a writable map so
+  // LMDB does not open a second descriptor for meta writes (one descriptor per node, so 10,000
+  // simulated nodes fit the usual descriptor limit), and no fsync at all, because durability in
+  // simulation is modelled by the undo journal, not by the disk.
   if (options.simulate_crashes)
-    flags |= MDB_NOSYNC | MDB_NOMETASYNC | MDB_NOLOCK;
+    flags |= MDB_NOSYNC | MDB_NOMETASYNC | MDB_NOLOCK | MDB_WRITEMAP;
   else if (!options.durable)
     flags |= MDB_NOSYNC;
   rc = mdb_env_set_mapsize(env, options.map_bytes);

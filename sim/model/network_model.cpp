@@ -55,7 +55,16 @@ int64_t network_model::sample_latency_us() {
 
 void network_model::schedule(in_flight message) {
   message.sequence = next_sequence_++;
-  queue_.push(std::move(message));
+  uint32_t slot;
+  if (!free_slots_.empty()) {
+    slot = free_slots_.back();
+    free_slots_.pop_back();
+  } else {
+    slot = static_cast<uint32_t>(slab_.size());
+    slab_.emplace_back();
+  }
+  queue_.push({message.deliver_us, message.sequence, slot});
+  slab_[slot] = std::move(message);
 }
 
 void network_model::send(int64_t now_us, uint32_t from, uint32_t to, uint32_t to_incarnation,
@@ -150,10 +159,10 @@ void network_model::dial_unknown(int64_t now_us, uint32_t from, uint32_t from_in
 
 in_flight network_model::pop() {
   assert(!queue_.empty());
-  // priority_queue::top is const; the element is moved out right before pop (safe: pop only
-  // needs the comparison keys, which are trivially copyable and unchanged by the move).
-  in_flight message = std::move(const_cast<in_flight&>(queue_.top()));
+  uint32_t slot = queue_.top().slot;
   queue_.pop();
+  in_flight message = std::move(slab_[slot]);
+  free_slots_.push_back(slot);
   return message;
 }
 

@@ -77,8 +77,15 @@ public:
   static constexpr int64_t dial_timeout_us = 1000000;
 
 private:
+  // The heap orders small keys; the messages themselves stay put in a slab (a free list reuses
+  // slots), so sifting moves 24 bytes instead of a whole message.
+  struct key {
+    int64_t deliver_us;
+    uint64_t sequence;
+    uint32_t slot;
+  };
   struct later {
-    bool operator()(const in_flight& a, const in_flight& b) const {
+    bool operator()(const key& a, const key& b) const {
       return a.deliver_us != b.deliver_us ? a.deliver_us > b.deliver_us : a.sequence > b.sequence;
     }
   };
@@ -94,7 +101,9 @@ private:
   uint32_t node_count_;
   rng rng_;
   std::vector<compiled_partition> partitions_;
-  std::priority_queue<in_flight, std::vector<in_flight>, later> queue_;
+  std::priority_queue<key, std::vector<key>, later> queue_;
+  std::vector<in_flight> slab_;
+  std::vector<uint32_t> free_slots_;
   uint64_t next_sequence_ = 0;
   double spare_normal_ = 0;
   bool has_spare_normal_ = false;
