@@ -335,3 +335,24 @@ TEST_CASE("real mesh: startup errors are clear and exit non-zero") {
     CHECK(out.find("--join") != std::string::npos);
   }
 }
+
+TEST_CASE("real mesh: a node started before its seed keeps dialing with backoff and joins when the seed appears") {
+  cmesh::crypto_init();
+  temp_dir dir;
+  node_proc seed, joiner;
+  seed.did = new_identity(dir, "late-seed");
+  seed.key = dir.file("late-seed.key");
+  seed.address = "127.0.0.1:" + std::to_string(cmesh::testing::free_port());
+  seed.data = dir.file("late-seed-data");
+  joiner.did = new_identity(dir, "early");
+  joiner.key = dir.file("early.key");
+  joiner.address = "127.0.0.1:" + std::to_string(cmesh::testing::free_port());
+  joiner.data = dir.file("early-data");
+  joiner.proc = start_node(dir, joiner, {"--join", seed.address}, "early.log");
+  REQUIRE(joiner.proc->wait_for_text("listening on", 10s));
+  std::this_thread::sleep_for(1500ms);  // several refused connection attempts happen meanwhile
+  CHECK(joiner.proc->output().find("peer peer_added") == std::string::npos);
+  seed.proc = start_node(dir, seed, {}, "late-seed.log");
+  CHECK(joiner.proc->wait_for([&](const std::string& log) { return has_pong_from(log, seed.did); }, 15s));
+  CHECK(seed.proc->wait_for([&](const std::string& log) { return has_pong_from(log, joiner.did); }, 15s));
+}
