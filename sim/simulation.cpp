@@ -1,5 +1,6 @@
 #include "sim/simulation.hpp"
 
+#include <charconv>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -285,6 +286,7 @@ void simulation::impl::run_agenda_due() {
       case node_action::start: boot(index); break;
       case node_action::crash: crash(index); break;
       case node_action::restart:
+        if (shared->nodes[index].view.up) break;  // already restarted by hand
         ++restarts;
         ++shared->nodes[index].view.restarts;
         boot(index);
@@ -402,6 +404,7 @@ bool simulation::finished() const { return impl_->shared->now_us >= impl_->optio
 int64_t simulation::now_us() const { return impl_->shared->now_us; }
 void simulation::crash(uint32_t node) { impl_->crash(node); }
 void simulation::restart(uint32_t node) {
+  if (impl_->shared->nodes.at(node).view.up) return;  // nothing to restart: keep the counts true
   ++impl_->restarts;
   ++impl_->shared->nodes.at(node).view.restarts;
   impl_->boot(node);
@@ -442,11 +445,13 @@ std::string replay_command(const simulation_options& o) {
   std::string cmd = "cmesh sim --nodes " + std::to_string(o.nodes) + " --seed " +
                     std::to_string(o.seed) + " --duration " + format_duration_us(o.duration_us);
   if (o.seed_nodes != 1) cmd += " --seed-nodes " + std::to_string(o.seed_nodes);
+  if (o.join_spread_us != 1'000'000) cmd += " --join-spread " + format_duration_us(o.join_spread_us);
   const auto& f = o.faults;
   auto number = [](double v) {
+    // Shortest text that parses back to exactly v ("%g" kept only 6 digits: 0.1234567 -> 0.123457).
     char buffer[32];
-    std::snprintf(buffer, sizeof buffer, "%g", v);
-    return std::string(buffer);
+    auto [end, ec] = std::to_chars(buffer, buffer + sizeof buffer, v);
+    return std::string(buffer, ec == std::errc{} ? end : buffer);
   };
   cmd += " --latency " + format_duration_us(f.latency.latency_us_median);
   cmd += " --latency-spread " + number(f.latency.latency_spread);

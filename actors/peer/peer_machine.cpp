@@ -32,7 +32,10 @@ void machine::start(int64_t now_ms, const std::vector<peer_record>& remembered, 
     auto id = node_id::from_bytes(record.key.data());
     if (id == self_ || peers_.size() >= config_.peer_table_max) continue;
     add_peer(now_ms, id, record.address, false, "remembered", out);
-    if (peers_.count(id)) send_ping(now_ms, id, peers_.at(id), out);
+    if (peers_.count(id) == 0) continue;
+    // A restarted transport knows no addresses: introduce the peer so the ping has a route.
+    out.introductions.push_back({id, record.address});
+    send_ping(now_ms, id, peers_.at(id), out);
   }
   for (const auto& s : seeds_) {
     out.dials.push_back(s);
@@ -59,7 +62,7 @@ void machine::on_peer_up(int64_t now_ms, const node_id& peer, const std::string&
   }
   heard_from(now_ms, peer);
   // A new connection gets a sample of our peers: this is how a joiner learns the mesh.
-  out.sends.push_back({peer, sample_for(peer)});
+  out.sends.push_back({peer, sample_for(peer, now_ms)});
 }
 
 void machine::on_peer_down(int64_t, const node_id&, effects&) {
@@ -85,7 +88,8 @@ void machine::on_message(int64_t now_ms, const node_id& from, const wire_message
     out.sends.push_back({from, pong{p->nonce}});
   } else if (auto* p = std::get_if<pong>(&message)) {
     auto it = peers_.find(from);
-    if (it == peers_.end() || it->second.ping_nonce != p->nonce) return;  // late or unknown
+    // Late, unknown, or nonce 0 (which answers nothing: 0 means no ping outstanding).
+    if (it == peers_.end() || p->nonce == 0 || it->second.ping_nonce != p->nonce) return;
     auto& state = it->second;
     state.rtt_ms = now_ms - state.ping_sent_ms;
     state.ping_nonce = 0;
@@ -186,18 +190,26 @@ void machine::expire_pings(int64_t now_ms, effects& out) {
     auto it = peers_.find(expired.peer);
     if (it == peers_.end() || it->second.ping_nonce != expired.nonce) continue;  // answered
     it->second.ping_nonce = 0;
-    if (++it->second.missed >= config_.missed_pings_max) remove_peer(expired.peer, "ping timeout", out);
+    if (++it->second.missed >= config_.missed_pings_max) {
+      remove_peer(expired.peer, "ping timeout", out);
+      continue;
+    }
+    // A suspect is probed again at once rather than waiting to be drawn: detection then takes
+    // missed_pings_max timeouts from the first miss, whatever the table size.
+    send_ping(now_ms, expired.peer, it->second, out);
   }
 }
 
 void machine::start_probes(int64_t now_ms, effects& out) {
-  // Up to pings_per_tick seeded random draws; a drawn peer with a ping in flight or pinged
-  // recently is skipped (O(pings_per_tick) per tick, independent of the table size).
-  if (peers_.empty()) return;
-  for (uint32_t draw = 0; draw < config_.pings_per_tick; ++draw) {
-    auto& [id, state] = peers_.nth(rng_.below(peers_.size()));
+  // Round-robin over the table (ordered by key): every peer is probed at least once every
+  // size / pings_per_tick ticks, so silence is noticed within a bounded time whatever the draw.
+  // Peers with a ping in flight or pinged within ping_interval_ms are skipped.
+  uint32_t sent = 0;
+  for (size_t looked = 0; looked < peers_.size() && sent < config_.pings_per_tick; ++looked) {
+    auto& [id, state] = peers_.nth(probe_cursor_++ % peers_.size());
     if (state.ping_nonce != 0 || now_ms - state.ping_sent_ms < config_.ping_interval_ms) continue;
     send_ping(now_ms, id, state, out);
+    ++sent;
   }
 }
 
@@ -205,7 +217,7 @@ void machine::exchange(int64_t now_ms, effects& out) {
   last_exchange_ms_ = now_ms;
   if (peers_.empty()) return;
   auto receiver = peers_.nth(rng_.below(peers_.size())).first;
-  out.sends.push_back({receiver, sample_for(receiver)});
+  out.sends.push_back({receiver, sample_for(receiver, now_ms)});
 }
 
 void machine::redial_seeds(int64_t now_ms, effects& out) {
@@ -222,11 +234,17 @@ void machine::redial_seeds(int64_t now_ms, effects& out) {
   }
 }
 
-peer_list machine::sample_for(const node_id& receiver) {
+peer_list machine::sample_for(const node_id& receiver, int64_t now_ms) {
+  // Only healthy peers are shared: confirmed, no missed ping, heard from recently. Sharing every
+  // peer ever seen would hand a node back a dead peer it had just removed.
   std::vector<const std::pair<node_id, peer_state>*> candidates;
-  for (const auto& entry : peers_)
-    if (entry.first != receiver && entry.second.confirmed && !entry.second.address.empty())
-      candidates.push_back(&entry);
+  for (const auto& entry : peers_) {
+    const auto& state = entry.second;
+    if (entry.first == receiver || !state.confirmed || state.address.empty() || state.missed != 0 ||
+        now_ms - state.last_heard_ms > config_.share_heard_within_ms)
+      continue;
+    candidates.push_back(&entry);
+  }
   size_t picks = std::min(limits::peer_list_entries_max, candidates.size());
   peer_list list;
   list.peers.reserve(picks);

@@ -24,13 +24,14 @@ namespace cmesh::peer {
 struct config {
   uint32_t tick_ms = 500;                    // how often the shell calls tick()
   uint32_t ping_interval_ms = 1000;          // a peer is pinged at most this often
-  uint32_t pings_per_tick = 3;               // probes started per tick (bounds traffic per node)
+  uint32_t pings_per_tick = 3;               // probes started per tick, round-robin (bounds traffic)
   uint32_t ping_timeout_ms = 2000;           // an unanswered ping counts as missed after this
   uint32_t missed_pings_max = 3;             // consecutive misses before a peer is removed
   uint32_t exchange_interval_ms = 2000;      // one peer-list sample to one random peer this often
   uint32_t seed_redial_ms = 10000;           // re-dial seeds that are not peers (heals partitions)
   uint32_t lonely_redial_ms = 2000;          // re-dial seeds this often while we have no peers
   uint32_t persist_interval_ms = 1000;       // the shell persists a dirty table at most this often
+  uint32_t share_heard_within_ms = 5000;     // peer lists carry only peers heard from this recently
   size_t peer_table_max = limits::peer_table_max;
 };
 
@@ -120,7 +121,7 @@ private:
   void start_probes(int64_t now_ms, effects& out);
   void exchange(int64_t now_ms, effects& out);
   void redial_seeds(int64_t now_ms, effects& out);
-  peer_list sample_for(const node_id& receiver);
+  peer_list sample_for(const node_id& receiver, int64_t now_ms);
   void heard_from(int64_t now_ms, const node_id& peer);
 
   node_id self_;
@@ -140,6 +141,7 @@ private:
   int64_t last_exchange_ms_ = 0;
   int64_t last_seed_dial_ms_ = 0;
   uint64_t next_nonce_ = 1;
+  size_t probe_cursor_ = 0;  // round-robin position for probes
   bool dirty_ = false;
 };
 

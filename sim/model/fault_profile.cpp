@@ -34,10 +34,13 @@ result<int64_t> parse_duration_us(std::string_view text) {
   else if (unit == "h") multiplier = 3600e6;
   char* end = nullptr;
   double value = number.empty() ? -1 : std::strtod(number.c_str(), &end);
-  if (multiplier == 0 || number.empty() || end != number.c_str() + number.size() || value < 0)
+  double us = value * multiplier + 0.5;
+  // us >= 2^63 would not fit int64_t (the conversion is undefined and wraps negative on x86).
+  if (multiplier == 0 || number.empty() || end != number.c_str() + number.size() || value < 0 ||
+      us >= 0x1p63)
     return error{errc::invalid_argument, "'" + std::string(text) +
                                              "' is not a duration (examples: 250ms, 10s, 2m)"};
-  return static_cast<int64_t>(value * multiplier + 0.5);
+  return static_cast<int64_t>(us);
 }
 
 result<std::vector<uint32_t>> parse_node_set(std::string_view text, uint32_t node_count) {
@@ -134,7 +137,8 @@ result<double> parse_probability(std::string_view text) {
   char* end = nullptr;
   double value = number.empty() ? -1 : std::strtod(number.c_str(), &end);
   if (percent) value /= 100;
-  if (number.empty() || end != number.c_str() + number.size() || value < 0 || value > 1)
+  // Written so that NaN ("nan") fails the range check too.
+  if (number.empty() || end != number.c_str() + number.size() || !(value >= 0 && value <= 1))
     return error{errc::invalid_argument,
                  "'" + std::string(text) + "' is not a probability (0..1 or 0%..100%)"};
   return value;
