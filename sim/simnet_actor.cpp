@@ -66,8 +66,9 @@ caf::behavior simnet(caf::stateful_actor<simnet_state>* self, world* shared) {
       auto& target = w.nodes[to].view;
       if (!pinned.is_zero() && pinned != target.id) {
         // The handshake would authenticate someone else: refuse, as the real transport does.
-        w.network.dial_unknown(w.now_us, static_cast<uint32_t>(from), dialer.incarnation,
-                               address + " (identity mismatch)");
+        w.network.dial_refused(w.now_us, static_cast<uint32_t>(from), dialer.incarnation, address,
+                               "identity_mismatch: expected " + pinned.hex() + ", got " +
+                                   target.id.hex());
         return;
       }
       w.network.dial(w.now_us, static_cast<uint32_t>(from), dialer.incarnation, dialer.address,

@@ -59,7 +59,10 @@ result<std::vector<uint32_t>> parse_node_set(std::string_view text, uint32_t nod
       if (!parsed) return parsed.err();
       last = *parsed;
     }
-    if (last < *first || last >= node_count)
+    if (last < *first)
+      return error{errc::invalid_argument, "node range '" + std::string(item) +
+                                               "' is reversed (write the smaller index first)"};
+    if (last >= node_count)
       return error{errc::invalid_argument, "node range '" + std::string(item) +
                                                "' is outside 0-" +
                                                std::to_string(node_count - 1)};

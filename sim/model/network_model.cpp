@@ -157,6 +157,21 @@ void network_model::dial_unknown(int64_t now_us, uint32_t from, uint32_t from_in
   schedule(std::move(reply));
 }
 
+void network_model::dial_refused(int64_t now_us, uint32_t from, uint32_t from_incarnation,
+                                 const std::string& address, const std::string& reason) {
+  ++stats_.dials;
+  ++stats_.dials_failed;
+  in_flight reply;
+  reply.from = from;
+  reply.to = from;
+  reply.to_incarnation = from_incarnation;
+  reply.kind = flight_kind::dial_failed;
+  reply.deliver_us = now_us + sample_latency_us() + sample_latency_us();
+  reply.address = address;
+  reply.reason = reason;
+  schedule(std::move(reply));
+}
+
 in_flight network_model::pop() {
   assert(!queue_.empty());
   uint32_t slot = queue_.top().slot;

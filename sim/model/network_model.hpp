@@ -60,6 +60,10 @@ public:
   // A dial to an address that names no node.
   void dial_unknown(int64_t now_us, uint32_t from, uint32_t from_incarnation,
                     const std::string& address);
+  // A dial the far end answers but the dialer must refuse (the handshake proves another identity
+  // than the pinned one): dial_failed with `reason` after a round trip.
+  void dial_refused(int64_t now_us, uint32_t from, uint32_t from_incarnation,
+                    const std::string& address, const std::string& reason);
 
   bool link_open(int64_t at_us, uint32_t from, uint32_t to) const;
   int64_t sample_latency_us();

@@ -364,3 +364,20 @@ TEST_CASE("network model: stats count every outcome") {
   CHECK(network.in_flight_count() == 2 + 2 + 1 + 1);
   CHECK(stats.delivered == 0);  // counted by the driver, not by the model
 }
+
+TEST_CASE("network model: a refused dial reports the dialed address and the reason after a round trip") {
+  cmesh::sim::fault_profile profile;
+  profile.latency.latency_spread = 0;
+  profile.latency.latency_us_median = 1000;
+  cmesh::sim::network_model network(3, profile, 4);
+  network.dial_refused(500, 2, 7, "sim:1", "identity_mismatch: expected aa, got bb");
+  REQUIRE_FALSE(network.empty());
+  auto reply = network.pop();
+  CHECK(reply.kind == cmesh::sim::flight_kind::dial_failed);
+  CHECK(reply.to == 2);
+  CHECK(reply.to_incarnation == 7);
+  CHECK(reply.address == "sim:1");
+  CHECK(reply.reason.find("identity_mismatch") == 0);
+  CHECK(reply.deliver_us == 2500);
+  CHECK(network.stats().dials_failed == 1);
+}

@@ -34,7 +34,7 @@ peer_record record_of(const node_id& id, const std::string& address) {
 const node_id self_id = node(200);
 const std::string self_address = "10.0.0.200:7000";
 
-// A config whose probing is not random: every peer is drawn on every tick (for small tables).
+// A config that probes every idle peer on every tick (for tables of up to 64 peers).
 config thorough_config() {
   config cfg;
   cfg.pings_per_tick = 64;
@@ -561,8 +561,7 @@ TEST_CASE("peer machine: probes per tick are bounded and skip busy or recent pee
   effects out;
   m.tick(1000, out);
   auto first = sends_of<ping>(out);
-  CHECK(first.size() >= 1);
-  CHECK(first.size() <= 3);
+  CHECK(first.size() == 3);  // every peer is idle: all three probes are used
   std::set<node_id> pinged;
   for (const auto& [id, p] : first) pinged.insert(id);
   // Within the ping interval and with pings in flight, nobody is pinged twice.
@@ -575,6 +574,22 @@ TEST_CASE("peer machine: probes per tick are bounded and skip busy or recent pee
     }
     CHECK(sends_of<ping>(out).size() <= 3);
   }
+}
+
+TEST_CASE("peer machine: probing reaches every peer within size over pings_per_tick ticks") {
+  config cfg;
+  cfg.pings_per_tick = 3;
+  auto m = make(cfg);
+  for (uint8_t n = 1; n <= 9; ++n) connect(m, 0, n);
+  std::set<node_id> pinged;
+  for (int64_t t : {1000, 1100, 1200}) {
+    effects out;
+    m.tick(t, out);
+    auto pings = sends_of<ping>(out);
+    CHECK(pings.size() == 3);
+    for (const auto& [id, p] : pings) pinged.insert(id);
+  }
+  CHECK(pinged.size() == 9);  // nine distinct peers in three ticks
 }
 
 TEST_CASE("peer machine: exchange sends one sample to one peer per interval") {
@@ -1149,21 +1164,17 @@ TEST_CASE("peer mesh: ten nodes joining through one seed each find at least five
   }
 }
 
-TEST_CASE("peer mesh: a node that stops answering is removed from every table") {
-  // Probing draws every peer each tick here, so each miss is followed by a new ping on the next
-  // tick and the removal time is bounded; with the default pings_per_tick the draw is random.
-  config cfg = thorough_config();
+namespace {
+
+// Stops node `dead` at 10 s and returns when it was first gone from every other table (or -1 if
+// not by `bound`). Checks that it stays gone and that the survivors still know each other.
+int64_t silence_and_watch(const config& cfg, size_t dead, int64_t bound) {
   mesh net(10, cfg, 20);
   net.start_all(0);
   net.run_until(10000);
-  const size_t dead = 5;
   for (size_t i = 0; i < net.size(); ++i)
     if (i != dead) REQUIRE(net.at(i).peers().count(net.id(dead)) == 1);
   net.stop(dead);
-  // The last ping it answered may have been up to ping_interval_ms ago; then missed_pings_max
-  // timeouts, each noticed on the next tick; plus a few ticks of slack.
-  int64_t bound = 10000 + cfg.ping_interval_ms +
-                  int64_t{cfg.missed_pings_max} * cfg.ping_timeout_ms + 4 * cfg.tick_ms;
   int64_t gone_everywhere_at = -1;
   for (int64_t t = 10000; t <= bound && gone_everywhere_at < 0; t += 100) {
     net.run_until(t);
@@ -1172,39 +1183,38 @@ TEST_CASE("peer mesh: a node that stops answering is removed from every table") 
       if (i != dead) gone = gone && net.at(i).peers().count(net.id(dead)) == 0;
     if (gone) gone_everywhere_at = t;
   }
-  REQUIRE(gone_everywhere_at >= 0);
-  // Not removed early either: it takes missed_pings_max timeouts.
-  CHECK(gone_everywhere_at > 10000 + int64_t{cfg.missed_pings_max - 1} * cfg.ping_timeout_ms);
-  // Once no table holds it as confirmed, no peer list can bring it back.
+  if (gone_everywhere_at < 0) return -1;
+  // Once no table holds it as a healthy peer, no peer list can bring it back.
   net.run_until(bound + 20000);
-  for (size_t i = 0; i < net.size(); ++i) CHECK(net.at(i).peers().count(net.id(dead)) == 0);
-  // The survivors still know each other.
-  for (size_t i = 0; i < net.size(); ++i)
+  for (size_t i = 0; i < net.size(); ++i) {
+    CAPTURE(i);
+    CHECK(net.at(i).peers().count(net.id(dead)) == 0);
     if (i != dead) CHECK(net.confirmed(i) >= 5);
+  }
+  return gone_everywhere_at;
 }
 
-TEST_CASE("peer mesh: with default random probing a silent node is still removed everywhere") {
-  // Default pings_per_tick = 3 random draws over ~9 peers: the first probe after the node falls
-  // silent waits until it is drawn (~30% of ticks), so removal is later than the bound above
-  // (about 11 s after the stop for this seed); from the first miss on, the suspect is re-pinged
-  // at once. It must still happen everywhere, and stick.
+}  // namespace
+
+TEST_CASE("peer mesh: a node that stops answering is removed from every table") {
+  // Default config. The last ping it answered may be up to ping_interval_ms old; round-robin
+  // probing reaches each of the 9 peers within ceil(9 / pings_per_tick) ticks; then
+  // missed_pings_max timeouts, each re-pinged at once; plus two ticks of slack.
   config cfg;
-  mesh net(10, cfg, 20);
-  net.start_all(0);
-  net.run_until(10000);
-  const size_t dead = 3;
-  REQUIRE(net.at(0).peers().count(net.id(dead)) == 1);
-  net.stop(dead);
-  int64_t gone_everywhere_at = -1;
-  for (int64_t t = 10000; t <= 40000 && gone_everywhere_at < 0; t += 100) {
-    net.run_until(t);
-    bool gone = true;
-    for (size_t i = 0; i < net.size(); ++i)
-      if (i != dead) gone = gone && net.at(i).peers().count(net.id(dead)) == 0;
-    if (gone) gone_everywhere_at = t;
-  }
-  REQUIRE(gone_everywhere_at >= 0);
-  CHECK(gone_everywhere_at > 10000 + int64_t{cfg.missed_pings_max} * cfg.ping_timeout_ms);
-  net.run_until(gone_everywhere_at + 30000);
-  for (size_t i = 0; i < net.size(); ++i) CHECK(net.at(i).peers().count(net.id(dead)) == 0);
+  int64_t ticks_to_reach = (9 + cfg.pings_per_tick - 1) / cfg.pings_per_tick;
+  int64_t bound = 10000 + cfg.ping_interval_ms + int64_t{cfg.missed_pings_max} * cfg.ping_timeout_ms +
+                  (ticks_to_reach + 2) * cfg.tick_ms;
+  auto gone_at = silence_and_watch(cfg, 5, bound);
+  CHECK(gone_at >= 0);
+  // Not removed early either: it takes missed_pings_max timeouts.
+  CHECK(gone_at > 10000 + int64_t{cfg.missed_pings_max - 1} * cfg.ping_timeout_ms);
+}
+
+TEST_CASE("peer mesh: with every peer probed each tick removal takes one interval plus the timeouts") {
+  config cfg = thorough_config();
+  int64_t bound = 10000 + cfg.ping_interval_ms + int64_t{cfg.missed_pings_max} * cfg.ping_timeout_ms +
+                  2 * cfg.tick_ms;
+  auto gone_at = silence_and_watch(cfg, 3, bound);
+  CHECK(gone_at >= 0);
+  CHECK(gone_at > 10000 + int64_t{cfg.missed_pings_max - 1} * cfg.ping_timeout_ms);
 }
