@@ -24,6 +24,7 @@ cli::command_spec spec() {
       {"nodes", "LIST", "comma-separated node counts", "1000,10000"},
       {"runs", "R", "runs per size (medians are reported)", "3"},
       {"in-flight", "K", "flood probes in flight per node", "4"},
+      {"storage", "MODE", "on, off or both (off = --no-storage: protocol and simulator only)", "both"},
       {"out", "DIR", "folder for sim.csv", "./bench-results"},
   };
   return s;
@@ -57,17 +58,28 @@ int run_sim_bench(int argc, char** argv) {
     pos = comma + 1;
   }
   std::string out = parsed->get("out", "./bench-results");
-  std::printf("%-7s %6s %14s %14s %14s %10s %10s %10s\n", "nodes", "runs", "delivered/s", "sim_jobs/s",
-              "caf_ceiling/s", "ratio_dlv", "ratio_jobs", "peak_MiB");
+  std::string storage = parsed->get("storage", "both");
+  std::vector<bool> storage_modes;
+  if (storage == "on" || storage == "both") storage_modes.push_back(true);
+  if (storage == "off" || storage == "both") storage_modes.push_back(false);
+  if (storage_modes.empty()) {
+    std::fprintf(stderr, "cmesh bench sim: --storage must be on, off or both\n");
+    return cli::exit_usage;
+  }
+  std::printf("%-7s %-8s %5s %13s %13s %14s %10s %10s %9s\n", "nodes", "storage", "runs", "delivered/s",
+              "sim_jobs/s", "caf_ceiling/s", "ratio_dlv", "ratio_jobs", "peak_MiB");
   std::vector<std::string> rows;
-  for (auto n : sizes) {
+  for (auto n : sizes)
+  for (bool with_storage : storage_modes) {
     if (n < 2) continue;
     std::vector<double> delivered, jobs, ceiling, rss;
-    // Virtual duration chosen so each run does a few million deliveries at most.
-    std::string duration = n >= 5000 ? "2s" : "5s";
+    // Virtual duration: a few million deliveries per run, mostly past the join phase.
+    std::string duration = n >= 5000 ? "3s" : "10s";
     for (uint64_t r = 0; r < *runs; ++r) {
-      auto child = run_self({"sim", "--nodes", std::to_string(n), "--seed", std::to_string(1000 + r),
-                             "--duration", duration, "--flood", std::to_string(*in_flight), "--quiet"});
+      std::vector<std::string> args = {"sim", "--nodes", std::to_string(n), "--seed", std::to_string(1000 + r),
+                                       "--duration", duration, "--flood", std::to_string(*in_flight), "--quiet"};
+      if (!with_storage) args.push_back("--no-storage");
+      auto child = run_self(args);
       if (child.exit_code != 0) {
         std::fprintf(stderr, "cmesh bench sim: simulation failed (exit %d):\n%s\n", child.exit_code,
                      child.output.c_str());
@@ -81,13 +93,14 @@ int run_sim_bench(int argc, char** argv) {
                                                         20ull * n < 4'000'000 ? 4'000'000 : 20ull * n, 1000 + r));
     }
     double d = median(delivered), j = median(jobs), c = median(ceiling), m = median(rss);
-    std::printf("%-7u %6llu %14.0f %14.0f %14.0f %10.3f %10.3f %10.0f\n", n, (unsigned long long)*runs, d, j,
-                c, d / c, j / c, m);
+    const char* mode = with_storage ? "lmdb" : "none";
+    std::printf("%-7u %-8s %5llu %13.0f %13.0f %14.0f %10.3f %10.3f %9.0f\n", n, mode, (unsigned long long)*runs,
+                d, j, c, d / c, j / c, m);
     std::fflush(stdout);
-    rows.push_back(format("%u,%llu,%.0f,%.0f,%.0f,%.4f,%.4f,%.0f", n, (unsigned long long)*runs, d, j, c,
+    rows.push_back(format("%u,%s,%llu,%.0f,%.0f,%.0f,%.4f,%.4f,%.0f", n, mode, (unsigned long long)*runs, d, j, c,
                           d / c, j / c, m));
   }
-  write_csv(out, "sim", "nodes,runs,delivered_per_s,sim_jobs_per_s,caf_ceiling_per_s,ratio_delivered,ratio_jobs,peak_rss_mib", rows);
+  write_csv(out, "sim", "nodes,storage,runs,delivered_per_s,sim_jobs_per_s,caf_ceiling_per_s,ratio_delivered,ratio_jobs,peak_rss_mib", rows);
   std::printf("csv: %s/sim.csv\n", out.c_str());
   return cli::exit_ok;
 }

@@ -1,6 +1,7 @@
 #include "actors/peer/peer_actor.hpp"
 
 #include <chrono>
+#include <map>
 
 #include <caf/all.hpp>
 
@@ -26,6 +27,7 @@ struct peer_actor_state {
   int64_t last_persist_ms = 0;
   uint64_t malformed = 0;
   bool stopped = false;  // after shutdown the service only answers status
+  std::map<std::string, std::string> persisted;  // rows as last written: key bytes -> address
 };
 
 using peer_actor_type = caf::stateful_actor<peer_actor_state>;
@@ -47,26 +49,25 @@ void persist(peer_actor_type* self, int64_t now) {
   if (!st.storage_ok || !st.protocol->dirty()) return;
   if (now - st.last_persist_ms < st.protocol->configuration().persist_interval_ms) return;
   st.last_persist_ms = now;
-  // Rewrite the table: read the old keys, then erase them and write the current rows in one
+  // Write only what changed since the last persist (rows are key -> address), in one
   // transaction, then make it durable.
-  std::vector<std::string> stale;
-  if (auto reader = st.context.storage->begin_read())
-    (void)reader->for_each(st.peers_db, [&](std::string_view key, std::string_view) {
-      stale.emplace_back(key);
-      return true;
-    });
+  std::map<std::string, std::string> current;
+  for (const auto& record : st.protocol->snapshot())
+    current.emplace(std::string(record.key.begin(), record.key.end()), record.address);
   auto txn = st.context.storage->begin_write();
   if (!txn) {
     report(self, "storage_error", node_id{}, txn.err().describe());
     return;
   }
   status s;
-  for (size_t i = 0; i < stale.size() && s.ok(); ++i) s = txn->erase(st.peers_db, stale[i]);
-  for (const auto& record : st.protocol->snapshot()) {
+  for (const auto& [key, address] : st.persisted) {
     if (!s.ok()) break;
-    s = txn->put(st.peers_db,
-                 std::string_view(reinterpret_cast<const char*>(record.key.data()), 32),
-                 record.address);
+    if (current.count(key) == 0) s = txn->erase(st.peers_db, key);
+  }
+  for (const auto& [key, address] : current) {
+    if (!s.ok()) break;
+    auto old = st.persisted.find(key);
+    if (old == st.persisted.end() || old->second != address) s = txn->put(st.peers_db, key, address);
   }
   if (s.ok()) s = txn->commit();
   if (s.ok()) s = st.context.storage->sync();
@@ -74,6 +75,7 @@ void persist(peer_actor_type* self, int64_t now) {
     report(self, "storage_error", node_id{}, s.describe());
     return;
   }
+  st.persisted = std::move(current);
   st.protocol->clear_dirty();
 }
 
@@ -116,6 +118,7 @@ std::vector<peer_record> load_remembered(peer_actor_type* self) {
   auto reader = st.context.storage->begin_read();
   if (!reader) return remembered;
   (void)reader->for_each(st.peers_db, [&](std::string_view key, std::string_view value) {
+    st.persisted.emplace(std::string(key), std::string(value));
     if (key.size() == 32)
       remembered.push_back({bytes(key.begin(), key.end()), std::string(value)});
     return true;
