@@ -1,8 +1,8 @@
 #include "bench/bench_util.hpp"
+#include "runtime/cli/child_process.hpp"
 
 #include <fcntl.h>
 #include <poll.h>
-#include <spawn.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -13,8 +13,6 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
-
-extern char** environ;
 
 namespace cmesh::bench {
 
@@ -29,31 +27,14 @@ double percentile(std::vector<double> values, double fraction) {
 
 child_result run_self(const std::vector<std::string>& args) {
   child_result result;
-  int pipe_fds[2];
-  if (::pipe(pipe_fds) != 0) return result;
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_adddup2(&actions, pipe_fds[1], 1);
-  posix_spawn_file_actions_adddup2(&actions, pipe_fds[1], 2);
-  posix_spawn_file_actions_addclose(&actions, pipe_fds[0]);
-  std::vector<char*> argv;
-  std::string self = "cmesh";
-  argv.push_back(self.data());
-  for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
-  argv.push_back(nullptr);
-  pid_t pid = -1;
   auto started = std::chrono::steady_clock::now();
-  int rc = posix_spawn(&pid, "/proc/self/exe", &actions, nullptr, argv.data(), environ);
-  posix_spawn_file_actions_destroy(&actions);
-  ::close(pipe_fds[1]);
-  if (rc != 0) {
-    ::close(pipe_fds[0]);
-    return result;
-  }
+  cli::child_process child;
+  if (!cli::spawn_self(args, true, false, child)) return result;
+  pid_t pid = child.pid;
   char buffer[4096];
   ssize_t n;
-  while ((n = ::read(pipe_fds[0], buffer, sizeof buffer)) > 0) result.output.append(buffer, n);
-  ::close(pipe_fds[0]);
+  while ((n = ::read(child.output_fd, buffer, sizeof buffer)) > 0) result.output.append(buffer, n);
+  ::close(child.output_fd);
   int status = 0;
   rusage usage{};
   ::wait4(pid, &status, 0, &usage);

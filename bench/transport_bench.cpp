@@ -4,7 +4,6 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
-#include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -22,12 +21,11 @@
 #include "messages/bench_messages.hpp"
 #include "messages/codec.hpp"
 #include "messages/seam.hpp"
+#include "runtime/cli/child_process.hpp"
 #include "runtime/cli/commands.hpp"
 #include "runtime/cli/options.hpp"
 #include "runtime/crypto/identity.hpp"
 #include "runtime/net/transport.hpp"
-
-extern char** environ;
 
 namespace cmesh::bench {
 
@@ -121,21 +119,10 @@ struct server_process {
 };
 
 bool start_server(server_process& server) {
-  int fds[2];
-  if (::pipe(fds) != 0) return false;
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_adddup2(&actions, fds[1], 1);
-  posix_spawn_file_actions_addclose(&actions, fds[0]);
-  std::vector<std::string> args = {"cmesh", "bench", "transport-server"};
-  std::vector<char*> argv;
-  for (auto& a : args) argv.push_back(a.data());
-  argv.push_back(nullptr);
-  int rc = posix_spawn(&server.pid, "/proc/self/exe", &actions, nullptr, argv.data(), environ);
-  posix_spawn_file_actions_destroy(&actions);
-  ::close(fds[1]);
-  if (rc != 0) return false;
-  server.output = fds[0];
+  cli::child_process child;
+  if (!cli::spawn_self({"bench", "transport-server"}, false, false, child)) return false;
+  server.pid = child.pid;
+  server.output = child.output_fd;
   std::string line;
   char c;
   pollfd p{server.output, POLLIN, 0};

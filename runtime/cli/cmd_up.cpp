@@ -4,7 +4,6 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
-#include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -13,11 +12,10 @@
 #include <string>
 #include <vector>
 
+#include "runtime/cli/child_process.hpp"
 #include "runtime/cli/commands.hpp"
 #include "runtime/cli/options.hpp"
 #include "sim/model/fault_profile.hpp"
-
-extern char** environ;
 
 namespace cmesh::cli {
 
@@ -49,33 +47,6 @@ struct child {
   bool exited = false;
   int exit_code = 0;
 };
-
-bool spawn_child(child& c, const std::vector<std::string>& args, const sigset_t& unblock) {
-  int pipe_fds[2];
-  if (::pipe(pipe_fds) != 0) return false;
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_adddup2(&actions, pipe_fds[1], 1);
-  posix_spawn_file_actions_adddup2(&actions, pipe_fds[1], 2);
-  posix_spawn_file_actions_addclose(&actions, pipe_fds[0]);
-  posix_spawnattr_t attributes;
-  posix_spawnattr_init(&attributes);
-  posix_spawnattr_setsigmask(&attributes, &unblock);
-  posix_spawnattr_setflags(&attributes, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETPGROUP);
-  std::vector<char*> argv;
-  for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
-  argv.push_back(nullptr);
-  int rc = posix_spawn(&c.pid, "/proc/self/exe", &actions, &attributes, argv.data(), environ);
-  posix_spawn_file_actions_destroy(&actions);
-  posix_spawnattr_destroy(&attributes);
-  ::close(pipe_fds[1]);
-  if (rc != 0) {
-    ::close(pipe_fds[0]);
-    return false;
-  }
-  c.output_fd = pipe_fds[0];
-  return true;
-}
 
 void relay(child& c) {
   char buffer[4096];
@@ -140,9 +111,8 @@ int run_up(int argc, char** argv) {
   }
   std::string data = parsed->get("data", "./cmesh-mesh");
 
-  sigset_t signals, none;
+  sigset_t signals;
   sigemptyset(&signals);
-  sigemptyset(&none);
   sigaddset(&signals, SIGINT);
   sigaddset(&signals, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
@@ -156,15 +126,18 @@ int run_up(int argc, char** argv) {
   for (size_t i = 0; i < children.size(); ++i) {
     auto& c = children[i];
     c.name = "n" + std::to_string(i);
-    std::vector<std::string> args = {"cmesh", "node", "--listen",
+    std::vector<std::string> args = {"node", "--listen",
                                       "127.0.0.1:" + std::to_string(*base_port + i), "--data",
                                       data + "/node-" + std::to_string(i), "--status-interval", "5s"};
     if (i > 0) args.insert(args.end(), {"--join", seed});
     if (parsed->has("verbose")) args.push_back("--verbose");
-    if (!spawn_child(c, args, none)) {
+    child_process started;
+    if (!spawn_self(args, true, true, started)) {
       std::fprintf(stderr, "cmesh up: cannot start node %zu\n", i);
       return exit_failed;
     }
+    c.pid = started.pid;
+    c.output_fd = started.output_fd;
     if (i == 0) usleep(200000);  // let the seed bind before the others dial it
   }
 
