@@ -61,6 +61,7 @@ void finish(caf::io::broker* self, caf::io::connection_handle handle, const caf:
             const state_ptr& st, const std::string& reason, bool retryable) {
   if (st->finished) return;
   st->finished = true;
+  if (st->params.open_connections) --*st->params.open_connections;
   if (!reason.empty()) report(st, "connection_closed", st->remote + ": " + reason);
   if (st->params.initiator && !st->up)
     self->send(manager, conn_fail_atom::value, st->params.dialed_address, reason, retryable);
@@ -137,6 +138,7 @@ caf::behavior connection_broker(caf::io::broker* self, caf::io::connection_handl
   std::array<uint8_t, 32> ephemeral;
   randombytes_buf(ephemeral.data(), ephemeral.size());  // real mode only: fresh per connection
   auto st = std::make_shared<connection_state>(std::move(params), ephemeral);
+  if (st->params.open_connections) ++*st->params.open_connections;
   sodium_memzero(ephemeral.data(), ephemeral.size());
   st->remote = self->remote_addr(handle) + ":" + std::to_string(self->remote_port(handle));
   // The connection lives only as long as its manager.

@@ -3,6 +3,8 @@
 #pragma once
 
 #include <array>
+#include <atomic>
+#include <memory>
 #include <optional>
 #include <string>
 
@@ -25,6 +27,9 @@ struct connection_params {
   std::optional<node_id> expected_peer;  // pinned identity (dials only)
   std::string dialed_address;            // dials only: reported back on failure
   event_sink* events = nullptr;
+  // Open connections of this node (accepted and dialed), shared by all its connection brokers;
+  // the acceptor refuses new sockets at limits::connections_max.
+  std::shared_ptr<std::atomic<size_t>> open_connections;
 };
 
 // Connection broker behaviour. Reports to `manager`:

@@ -5,6 +5,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <atomic>
 #include <deque>
 #include <map>
 
@@ -53,6 +54,7 @@ struct manager_state {
   std::map<node_id, pending_queue> pending;
   std::map<caf::actor_addr, node_id> connection_peer;
   rng jitter;
+  std::shared_ptr<std::atomic<size_t>> open_connections;
   bool stopping = false;  // after shutdown: no new dials or connections, sends dropped
 };
 
@@ -76,6 +78,7 @@ net::connection_params connection_params_for(manager_actor* self, bool initiator
   p.secret_key = st.config.secret_key;
   p.advertised_address = st.advertised;
   p.events = st.config.events;
+  p.open_connections = st.open_connections;
   return p;
 }
 
@@ -234,8 +237,10 @@ void on_connection_down(manager_actor* self, const caf::actor_addr& source) {
       start_dial(self, known->second, peer);
 }
 
-caf::behavior transport_manager(manager_actor* self, transport_config config, std::string advertised) {
+caf::behavior transport_manager(manager_actor* self, transport_config config, std::string advertised,
+                                std::shared_ptr<std::atomic<size_t>> open_connections) {
   auto& st = self->state;
+  st.open_connections = std::move(open_connections);
   st.config = std::move(config);
   st.advertised = std::move(advertised);
   st.jitter.reseed(st.config.jitter_seed);
@@ -300,8 +305,12 @@ caf::behavior acceptor(caf::io::broker* self, caf::io::doorman_ptr doorman, caf:
   self->set_down_handler([=](caf::down_msg&) { self->quit(); });
   return {
     [=](const caf::io::new_connection_msg& msg) {
-      if (self->num_connections() >= limits::connections_max) {
+      // Forked connections own their sockets, so count them through the shared counter.
+      if (params.open_connections && *params.open_connections >= limits::connections_max) {
         self->close(msg.handle);
+        if (params.events)
+          params.events->record({params.self, "transport", "refused", node_id{},
+                                 "too many connections (limits::connections_max)", 0});
         return;
       }
       self->fork(net::connection_broker, msg.handle, manager, params);
@@ -349,7 +358,8 @@ result<std::pair<caf::actor, uint16_t>> start_transport(caf::actor_system& syste
   params.secret_key = config.secret_key;
   params.advertised_address = advertised;
   params.events = config.events;
-  auto manager = system.spawn(transport_manager, config, advertised);
+  params.open_connections = std::make_shared<std::atomic<size_t>>(0);
+  auto manager = system.spawn(transport_manager, config, advertised, params.open_connections);
   middleman.spawn_broker(acceptor, std::move(*doorman), manager, params);
   return std::make_pair(manager, port);
 }
