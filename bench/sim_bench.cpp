@@ -34,15 +34,9 @@ cli::command_spec spec() {
 
 int run_sim_bench(int argc, char** argv) {
   auto s = spec();
-  auto parsed = cli::parse_options(s, argc, argv);
-  if (!parsed) {
-    std::fprintf(stderr, "cmesh bench sim: %s\n", parsed.err().message.c_str());
-    return cli::exit_usage;
-  }
-  if (parsed->help()) {
-    std::fputs(cli::help_text(s).c_str(), stdout);
-    return cli::exit_ok;
-  }
+  int usage_code = 0;
+  auto parsed = cli::parse_command_line(s, argc, argv, usage_code);
+  if (!parsed) return usage_code;
   auto runs = cli::get_unsigned(*parsed, "runs", 3, 1, 50);
   auto in_flight = cli::get_unsigned(*parsed, "in-flight", 4, 1, 64);
   if (!runs || !in_flight) {

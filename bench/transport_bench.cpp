@@ -172,6 +172,14 @@ caf::actor_system_config& network_config(caf::actor_system_config& config) {
   return config;
 }
 
+// 127.0.0.1, any free port.
+transport_config loopback_transport(const identity& id) {
+  transport_config t;
+  t.self = id.public_key;
+  t.secret_key = id.secret_key;
+  return t;
+}
+
 }  // namespace
 
 int run_transport_server(int, char**) {
@@ -184,10 +192,7 @@ int run_transport_server(int, char**) {
   auto id = identity::generate();
   caf::actor_system_config config;
   caf::actor_system system{network_config(config)};
-  transport_config t;
-  t.self = id.public_key;
-  t.secret_key = id.secret_key;
-  auto started = start_transport(system, t);
+  auto started = start_transport(system, loopback_transport(id));
   if (!started) {
     std::fprintf(stderr, "transport-server: %s\n", started.err().message.c_str());
     return cli::exit_failed;
@@ -205,15 +210,9 @@ int run_transport_server(int, char**) {
 
 int run_transport_bench(int argc, char** argv) {
   auto s = spec();
-  auto parsed = cli::parse_options(s, argc, argv);
-  if (!parsed) {
-    std::fprintf(stderr, "cmesh bench transport: %s\n", parsed.err().message.c_str());
-    return cli::exit_usage;
-  }
-  if (parsed->help()) {
-    std::fputs(cli::help_text(s).c_str(), stdout);
-    return cli::exit_ok;
-  }
+  int usage_code = 0;
+  auto parsed = cli::parse_command_line(s, argc, argv, usage_code);
+  if (!parsed) return usage_code;
   auto messages = cli::get_unsigned(*parsed, "messages", 40000, 100, 10'000'000);
   auto runs = cli::get_unsigned(*parsed, "runs", 5, 1, 100);
   if (!messages || !runs) {
@@ -233,10 +232,7 @@ int run_transport_bench(int argc, char** argv) {
   {
     caf::actor_system_config config;
     caf::actor_system system{network_config(config)};
-    transport_config t;
-    t.self = id.public_key;
-    t.secret_key = id.secret_key;
-    auto started = start_transport(system, t);
+    auto started = start_transport(system, loopback_transport(id));
     if (!started) {
       std::fprintf(stderr, "cmesh bench transport: %s\n", started.err().message.c_str());
       ::kill(server.pid, SIGTERM);

@@ -25,15 +25,9 @@ command_spec id_spec() {
 
 int run_id(int argc, char** argv) {
   auto spec = id_spec();
-  auto parsed = parse_options(spec, argc, argv);
-  if (!parsed) {
-    std::fprintf(stderr, "cmesh id: %s\n", parsed.err().message.c_str());
-    return exit_usage;
-  }
-  if (parsed->help()) {
-    std::fputs(help_text(spec).c_str(), stdout);
-    return exit_ok;
-  }
+  int usage_code = 0;
+  auto parsed = parse_command_line(spec, argc, argv, usage_code);
+  if (!parsed) return usage_code;
   const auto& args = parsed->positional();
   if (args.size() != 2 || (args[0] != "new" && args[0] != "show")) {
     std::fprintf(stderr, "cmesh id: expected 'new FILE' or 'show FILE' (see cmesh id --help)\n");

@@ -148,15 +148,9 @@ void ask_shutdown(caf::scoped_actor& self, const caf::actor& whom) {
 
 int run_node(int argc, char** argv) {
   auto spec = node_spec();
-  auto parsed = parse_options(spec, argc, argv);
-  if (!parsed) {
-    std::fprintf(stderr, "cmesh node: %s\n", parsed.err().message.c_str());
-    return exit_usage;
-  }
-  if (parsed->help()) {
-    std::fputs(help_text(spec).c_str(), stdout);
-    return exit_ok;
-  }
+  int usage_code = 0;
+  auto parsed = parse_command_line(spec, argc, argv, usage_code);
+  if (!parsed) return usage_code;
   auto options = read_options(*parsed);
   if (!options) {
     std::fprintf(stderr, "cmesh node: %s\n", options.err().message.c_str());

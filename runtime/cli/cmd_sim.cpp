@@ -41,15 +41,9 @@ void print_summary(const sim::simulation_report& r, double wall_seconds, double 
 
 int run_sim(int argc, char** argv) {
   auto spec = sim_command_spec();
-  auto parsed = parse_options(spec, argc, argv);
-  if (!parsed) {
-    std::fprintf(stderr, "cmesh sim: %s\n", parsed.err().message.c_str());
-    return exit_usage;
-  }
-  if (parsed->help()) {
-    std::fputs(help_text(spec).c_str(), stdout);
-    return exit_ok;
-  }
+  int usage_code = 0;
+  auto parsed = parse_command_line(spec, argc, argv, usage_code);
+  if (!parsed) return usage_code;
   auto options = sim_options_from(*parsed, std::random_device{}());
   if (!options) {
     std::fprintf(stderr, "cmesh sim: %s\n", options.err().message.c_str());

@@ -80,15 +80,9 @@ void reap(std::vector<child>& children) {
 
 int run_up(int argc, char** argv) {
   auto spec = up_spec();
-  auto parsed = parse_options(spec, argc, argv);
-  if (!parsed) {
-    std::fprintf(stderr, "cmesh up: %s\n", parsed.err().message.c_str());
-    return exit_usage;
-  }
-  if (parsed->help()) {
-    std::fputs(help_text(spec).c_str(), stdout);
-    return exit_ok;
-  }
+  int usage_code = 0;
+  auto parsed = parse_command_line(spec, argc, argv, usage_code);
+  if (!parsed) return usage_code;
   auto nodes = get_unsigned(*parsed, "nodes", 3, 1, 64);
   auto base_port = get_unsigned(*parsed, "base-port", 7001, 1, 65535);
   if (!nodes || !base_port) {

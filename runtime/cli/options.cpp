@@ -1,6 +1,7 @@
 #include "runtime/cli/options.hpp"
 
 #include <charconv>
+#include <cstdio>
 #include <sstream>
 
 namespace cmesh::cli {
@@ -77,6 +78,22 @@ std::string help_text(const command_spec& spec) {
   os << "  --help                    show this help\n";
   if (!spec.epilog.empty()) os << "\n" << spec.epilog << "\n";
   return os.str();
+}
+
+std::optional<parsed_options> parse_command_line(const command_spec& spec, int argc, char** argv,
+                                                 int& exit_code) {
+  auto parsed = parse_options(spec, argc, argv);
+  if (!parsed) {
+    std::fprintf(stderr, "%s: %s\n", spec.name.c_str(), parsed.err().message.c_str());
+    exit_code = 2;  // cli::exit_usage
+    return std::nullopt;
+  }
+  if (parsed->help()) {
+    std::fputs(help_text(spec).c_str(), stdout);
+    exit_code = 0;  // cli::exit_ok
+    return std::nullopt;
+  }
+  return std::move(*parsed);
 }
 
 result<uint64_t> get_unsigned(const parsed_options& options, const std::string& name,

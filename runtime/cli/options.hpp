@@ -3,6 +3,7 @@
 #pragma once
 
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -45,6 +46,12 @@ private:
 // Parses argv[first..argc). Errors name the flag and point to --help.
 result<parsed_options> parse_options(const command_spec& spec, int argc, char** argv);
 std::string help_text(const command_spec& spec);
+
+// The preamble of every command: parses argv; on a usage error prints "NAME: reason" to stderr and
+// sets `exit_code` to 2; on --help prints the help to stdout and sets `exit_code` to 0. Returns the
+// options only when the command should go on to run.
+std::optional<parsed_options> parse_command_line(const command_spec& spec, int argc, char** argv,
+                                                 int& exit_code);
 
 // Typed accessors with clear errors: "--nodes: 'abc' is not a whole number".
 result<uint64_t> get_unsigned(const parsed_options& options, const std::string& name,

@@ -144,29 +144,25 @@ void network_model::dial(int64_t now_us, uint32_t from, uint32_t from_incarnatio
 
 void network_model::dial_unknown(int64_t now_us, uint32_t from, uint32_t from_incarnation,
                                  const std::string& address) {
-  ++stats_.dials;
-  ++stats_.dials_failed;
-  in_flight reply;
-  reply.from = from;
-  reply.to = from;
-  reply.to_incarnation = from_incarnation;
-  reply.kind = flight_kind::dial_failed;
-  reply.deliver_us = now_us + 1;
-  reply.address = address;
-  reply.reason = "no node at this address";
-  schedule(std::move(reply));
+  fail_dial(now_us + 1, from, from_incarnation, address, "no node at this address");
 }
 
 void network_model::dial_refused(int64_t now_us, uint32_t from, uint32_t from_incarnation,
                                  const std::string& address, const std::string& reason) {
+  int64_t round_trip = sample_latency_us() + sample_latency_us();
+  fail_dial(now_us + round_trip, from, from_incarnation, address, reason);
+}
+
+void network_model::fail_dial(int64_t at_us, uint32_t to, uint32_t to_incarnation,
+                              const std::string& address, const std::string& reason) {
   ++stats_.dials;
   ++stats_.dials_failed;
   in_flight reply;
-  reply.from = from;
-  reply.to = from;
-  reply.to_incarnation = from_incarnation;
+  reply.from = to;
+  reply.to = to;
+  reply.to_incarnation = to_incarnation;
   reply.kind = flight_kind::dial_failed;
-  reply.deliver_us = now_us + sample_latency_us() + sample_latency_us();
+  reply.deliver_us = at_us;
   reply.address = address;
   reply.reason = reason;
   schedule(std::move(reply));

@@ -99,6 +99,9 @@ private:
     bool one_way;
   };
   void schedule(in_flight message);
+  // dial_failed for the dialer `to` at `at_us` (counts a failed dial).
+  void fail_dial(int64_t at_us, uint32_t to, uint32_t to_incarnation, const std::string& address,
+                 const std::string& reason);
   double standard_normal();
 
   fault_profile profile_;

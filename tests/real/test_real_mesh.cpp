@@ -41,6 +41,16 @@ struct node_proc {
   std::unique_ptr<process> proc;
 };
 
+// A node's identity, free loopback address and data folder (not started yet).
+node_proc make_node(const temp_dir& dir, const std::string& name) {
+  node_proc n;
+  n.did = new_identity(dir, name);
+  n.key = dir.file(name + ".key");
+  n.address = "127.0.0.1:" + std::to_string(cmesh::testing::free_port());
+  n.data = dir.file(name + "-data");
+  return n;
+}
+
 std::unique_ptr<process> start_node(const temp_dir& dir, const node_proc& n,
                                     const std::vector<std::string>& extra, const std::string& log) {
   std::vector<std::string> args = {"node", "--listen", n.address, "--data", n.data, "--identity", n.key,
@@ -144,12 +154,7 @@ TEST_CASE("real mesh: three processes find each other through one seed and excha
   cmesh::crypto_init();
   temp_dir dir;
   std::vector<node_proc> nodes(3);
-  for (int i = 0; i < 3; ++i) {
-    nodes[i].did = new_identity(dir, "n" + std::to_string(i));
-    nodes[i].key = dir.file("n" + std::to_string(i) + ".key");
-    nodes[i].address = "127.0.0.1:" + std::to_string(cmesh::testing::free_port());
-    nodes[i].data = dir.file("data" + std::to_string(i));
-  }
+  for (int i = 0; i < 3; ++i) nodes[i] = make_node(dir, "n" + std::to_string(i));
   nodes[0].proc = start_node(dir, nodes[0], {}, "n0.log");
   REQUIRE(nodes[0].proc->wait_for_text("listening on", 10s));
   for (int i = 1; i < 3; ++i)
@@ -189,12 +194,7 @@ TEST_CASE("real mesh: hostile bytes close only their own connection and the node
   cmesh::crypto_init();
   temp_dir dir;
   std::vector<node_proc> nodes(2);
-  for (int i = 0; i < 2; ++i) {
-    nodes[i].did = new_identity(dir, "h" + std::to_string(i));
-    nodes[i].key = dir.file("h" + std::to_string(i) + ".key");
-    nodes[i].address = "127.0.0.1:" + std::to_string(cmesh::testing::free_port());
-    nodes[i].data = dir.file("hdata" + std::to_string(i));
-  }
+  for (int i = 0; i < 2; ++i) nodes[i] = make_node(dir, "h" + std::to_string(i));
   nodes[0].proc = start_node(dir, nodes[0], {}, "h0.log");
   REQUIRE(nodes[0].proc->wait_for_text("listening on", 10s));
   nodes[1].proc = start_node(dir, nodes[1], {"--join", nodes[0].address}, "h1.log");
@@ -247,14 +247,8 @@ TEST_CASE("real mesh: a pinned seed identity that does not match is refused") {
   cmesh::crypto_init();
   temp_dir dir;
   node_proc seed, joiner;
-  seed.did = new_identity(dir, "seed");
-  seed.key = dir.file("seed.key");
-  seed.address = "127.0.0.1:" + std::to_string(cmesh::testing::free_port());
-  seed.data = dir.file("seed-data");
-  joiner.did = new_identity(dir, "joiner");
-  joiner.key = dir.file("joiner.key");
-  joiner.address = "127.0.0.1:" + std::to_string(cmesh::testing::free_port());
-  joiner.data = dir.file("joiner-data");
+  seed = make_node(dir, "seed");
+  joiner = make_node(dir, "joiner");
   auto impostor_did = new_identity(dir, "other");  // an identity that is not the seed's
   seed.proc = start_node(dir, seed, {}, "seed.log");
   REQUIRE(seed.proc->wait_for_text("listening on", 10s));
@@ -340,14 +334,8 @@ TEST_CASE("real mesh: a node started before its seed keeps dialing with backoff 
   cmesh::crypto_init();
   temp_dir dir;
   node_proc seed, joiner;
-  seed.did = new_identity(dir, "late-seed");
-  seed.key = dir.file("late-seed.key");
-  seed.address = "127.0.0.1:" + std::to_string(cmesh::testing::free_port());
-  seed.data = dir.file("late-seed-data");
-  joiner.did = new_identity(dir, "early");
-  joiner.key = dir.file("early.key");
-  joiner.address = "127.0.0.1:" + std::to_string(cmesh::testing::free_port());
-  joiner.data = dir.file("early-data");
+  seed = make_node(dir, "late-seed");
+  joiner = make_node(dir, "early");
   joiner.proc = start_node(dir, joiner, {"--join", seed.address}, "early.log");
   REQUIRE(joiner.proc->wait_for_text("listening on", 10s));
   std::this_thread::sleep_for(1500ms);  // several refused connection attempts happen meanwhile
