@@ -17,7 +17,7 @@ cli::command_spec spec() {
   cli::command_spec s;
   s.name = "cmesh bench sim";
   s.summary = "Simulator speed: delivered messages per wall second at several node counts (flood "
-              "workload over the real peer protocol, storage on), next to the raw CAF message rate "
+              "workload over the real peer protocol, with and without LMDB), next to the raw CAF message rate "
               "under the test coordinator with the same driver, actor count and messages in flight.";
   s.usage = "cmesh bench sim [--nodes 1000,10000] [--runs R] [--out DIR]";
   s.options = {
