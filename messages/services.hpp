@@ -8,6 +8,13 @@
 namespace cmesh::services {
 
 inline constexpr uint16_t peer = 1;    // first protocol: join, peer exchange, ping (actors/peer)
+inline constexpr uint16_t kv = 3;      // key/value and registrar client protocol (actors/kv)
 inline constexpr uint16_t bench = 90;  // benchmark workloads: echo and flood (actors/bench)
+
+// Raft groups: group g (0 <= g < raft_groups_max) speaks on service raft_group_base + g, so
+// several groups share one node and one transport without a demultiplexing hop.
+inline constexpr uint16_t raft_group_base = 1000;
+inline constexpr uint16_t raft_groups_max = 1000;
+constexpr uint16_t raft_group(uint32_t group) { return static_cast<uint16_t>(raft_group_base + group); }
 
 }  // namespace cmesh::services
