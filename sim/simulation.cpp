@@ -16,12 +16,16 @@
 #include "runtime/crypto/identity.hpp"
 #include "runtime/node/node_services.hpp"
 #include "sim/world.hpp"
+#include "actors/kv/kv_actor.hpp"
+#include "sim/kv_client.hpp"
+#include "sim/model/linearizability.hpp"
+#include "sim/model/raft_checker.hpp"
 
 namespace cmesh::sim {
 
 namespace {
 
-enum class node_action { start, crash, restart };
+enum class node_action { start, crash, restart, churn };
 
 constexpr std::string_view meta_database = "meta";
 constexpr std::string_view identity_key = "identity_seed";
@@ -50,6 +54,14 @@ public:
   uint64_t crashes = 0;
   uint64_t restarts = 0;
   std::shared_ptr<const std::vector<node_id>> flood_nodes;  // benchmark workload only
+  // Raft runs.
+  std::unique_ptr<raft_checker> checker;
+  kv_history history;
+  std::vector<caf::actor> clients;
+  std::vector<node_id> raft_voters;
+  rng churn_random{0};
+  int64_t churn_removed = -1;
+  void churn();
 
   status setup();
   void run_until(int64_t until_us);
@@ -128,6 +140,33 @@ status simulation::impl::setup() {
       ids->push_back(identity::derive_for_simulation(options.seed, i).public_key);
     flood_nodes = std::move(ids);
   }
+  if (options.raft.voters > 0) {
+    if (options.raft.voters > options.nodes)
+      return {errc::invalid_argument, "raft voters (" + std::to_string(options.raft.voters) +
+                                          ") exceed the node count"};
+    auto cfg = options.raft.config;
+    if (auto s = raft::validate(cfg); !s.ok()) return s;
+    for (uint32_t i = 0; i < options.raft.voters; ++i)
+      raft_voters.push_back(identity::derive_for_simulation(options.seed, i).public_key);
+    for (uint32_t i = 0; i < options.nodes; ++i)
+      shared->index_of_node[identity::derive_for_simulation(options.seed, i).public_key] = i;
+    checker = std::make_unique<raft_checker>([this](const node_id& id) { return name_of(id); },
+                                             [this](std::string what) {
+                                               shared->violation(std::move(what));
+                                             });
+    for (uint32_t c = 0; c < options.raft.clients; ++c) {
+      kv_client_config cc;
+      cc.id = c;
+      cc.seed = mix_seed(options.seed, 0x636c69656e74 + c);
+      cc.keys = options.raft.keys;
+      cc.think_us = options.raft.client_think_us;
+      cc.identity = identity::derive_for_simulation(options.seed, options.nodes + c).public_key;
+      clients.push_back(spawn_kv_client(*system, shared.get(), &history, cc));
+    }
+    churn_random.reseed(mix_seed(options.seed, 0x636875726e));
+    if (options.raft.churn_us > 0)
+      agenda.emplace(options.raft.churn_us, std::make_pair(node_action::churn, 0u));
+  }
   // Node 0 starts first; the others join at seeded random times within the join spread.
   rng starts(mix_seed(options.seed, 0x7374617274));
   for (uint32_t i = 0; i < options.nodes; ++i) {
@@ -196,6 +235,15 @@ void simulation::impl::boot(uint32_t index) {
   setup.bench_flood_nodes = flood_nodes;
   setup.bench_flood_in_flight = options.flood_in_flight;
   setup.bench_flood_payload_bytes = options.flood_payload_bytes;
+  if (index < options.raft.voters) {
+    raft_setup rs;
+    rs.voters = raft_voters;
+    for (uint32_t v = 0; v < options.raft.voters; ++v) rs.addresses[raft_voters[v]] = sim_address(v);
+    rs.config = options.raft.config;
+    rs.snapshot_every = options.raft.snapshot_every;
+    rs.observer = checker.get();
+    setup.raft = std::move(rs);
+  }
   slot.actors = spawn_node_services(*system, simnet, setup);
   for (const auto& actor : slot.actors) shared->set_node_of(actor.id(), index);
   shared->trace.add(mix64(0x5354415254 ^ (uint64_t{index} << 8) ^ view.incarnation));
@@ -205,6 +253,7 @@ void simulation::impl::crash(uint32_t index) {
   auto& slot = shared->nodes[index];
   if (!slot.view.up) return;
   slot.view.up = false;
+  slot.view.raft_leader = false;
   ++crashes;
   // Kill the node's actors now: exit messages are urgent, so each actor's next activation
   // terminates it before it handles anything else.
@@ -285,6 +334,7 @@ void simulation::impl::run_agenda_due() {
     switch (action) {
       case node_action::start: boot(index); break;
       case node_action::crash: crash(index); break;
+      case node_action::churn: churn(); break;
       case node_action::restart:
         if (shared->nodes[index].view.up) break;  // already restarted by hand
         ++restarts;
@@ -328,8 +378,35 @@ void simulation::impl::run_until(int64_t until_us) {
   }
 }
 
+// Membership changes during faults: remove a random voter, next time add it back. Sent to every
+// live replica; only the leader accepts (the others answer "not the leader").
+void simulation::impl::churn() {
+  uint32_t voters = options.raft.voters;
+  agenda.emplace(shared->now_us + options.raft.churn_us, std::make_pair(node_action::churn, 0u));
+  uint8_t change;
+  uint32_t who;
+  if (churn_removed >= 0) {
+    change = static_cast<uint8_t>(raft::membership_change::add_voter);
+    who = static_cast<uint32_t>(churn_removed);
+    churn_removed = -1;
+  } else {
+    change = static_cast<uint8_t>(raft::membership_change::remove);
+    who = static_cast<uint32_t>(churn_random.below(voters));
+    churn_removed = who;
+  }
+  shared->trace.add(mix64(0x4348524e ^ (uint64_t{change} << 32) ^ who));
+  for (uint32_t i = 0; i < voters; ++i) {
+    const auto& slot = shared->nodes[i];
+    if (!slot.view.up) continue;
+    if (const auto* replica = slot.service(services::kv))
+      caf::anon_send(*replica, kv::raft_admin_atom::value, change, raft_voters[who]);
+  }
+}
+
 void simulation::impl::shutdown_all() {
   if (!system) return;
+  for (auto& client : clients) caf::anon_send_exit(client, caf::exit_reason::kill);
+  clients.clear();
   for (auto& slot : shared->nodes) {
     for (const auto& actor : slot.actors) caf::anon_send_exit(actor, caf::exit_reason::kill);
     slot.actors.clear();
@@ -370,6 +447,16 @@ void simulation::impl::record(const node_event& event) {
     ++view.pongs;
   } else if (event.kind == "malformed") {
     ++view.malformed;
+  } else if (event.service == "kv") {
+    if (event.kind == "became_leader") {
+      view.raft_leader = true;
+      view.raft_term = static_cast<uint64_t>(event.value);
+      view.raft_leader_since_us = w.now_us;
+    } else if (event.kind == "became_follower" || event.kind == "became_candidate" ||
+               event.kind == "became_pre_candidate") {
+      view.raft_leader = false;
+      view.raft_term = static_cast<uint64_t>(event.value);
+    }
   }
   w.trace.add(hash_bytes(event.kind.data(), event.kind.size(), index) ^ event.peer.prefix64() ^
               static_cast<uint64_t>(event.value));
@@ -438,6 +525,25 @@ simulation_report simulation::report() const {
   }
   if (r.nodes_up == 0) r.peers_min = 0;
   r.peers_mean = r.nodes_up ? static_cast<double>(total) / r.nodes_up : 0;
+  if (impl_->checker) {
+    const auto& stats = impl_->checker->statistics();
+    r.raft_leaders = stats.leaders_elected;
+    r.raft_max_term = stats.max_term;
+    r.raft_committed = stats.committed_max;
+    const auto& h = impl_->history;
+    for (const auto& op : h.operations) {
+      if (op.result == kv_operation::outcome::ok) ++r.kv_ok;
+      else if (op.result == kv_operation::outcome::failed) ++r.kv_failed;
+      else ++r.kv_unknown;
+    }
+    r.kv_attempts = h.attempts;
+    r.kv_redirects = h.redirects;
+    auto verdict = check_linearizability(h.operations);
+    r.linearizability_states = verdict.states_explored;
+    r.linearizability_timed_out = verdict.timed_out;
+    if (!verdict.linearizable)
+      r.violations.push_back("linearizability: key " + verdict.key + ": " + verdict.explanation);
+  }
   return r;
 }
 
@@ -480,6 +586,22 @@ std::string replay_command(const simulation_options& o) {
     if (c.restart_after_us >= 0) cmd += "+" + format_duration_us(c.restart_after_us);
   }
   if (!o.use_storage) cmd += " --no-storage";
+  if (o.raft.voters > 0) {
+    const auto& rc = o.raft.config;
+    cmd += " --raft " + std::to_string(o.raft.voters) + " --kv-clients " +
+           std::to_string(o.raft.clients) + " --kv-keys " + std::to_string(o.raft.keys) +
+           " --election-timeout " + format_duration_us(rc.election_timeout_min_us) + "-" +
+           format_duration_us(rc.election_timeout_max_us) + " --heartbeat " +
+           format_duration_us(rc.heartbeat_interval_us) + " --snapshot-every " +
+           std::to_string(o.raft.snapshot_every);
+    if (o.raft.client_think_us != 20'000) cmd += " --kv-think " + format_duration_us(o.raft.client_think_us);
+    if (rc.max_entries_per_append != 256) cmd += " --raft-batch " + std::to_string(rc.max_entries_per_append);
+    if (o.raft.churn_us > 0) cmd += " --churn " + format_duration_us(o.raft.churn_us);
+    if (!rc.pre_vote) cmd += " --no-pre-vote";
+    if (!rc.check_quorum) cmd += " --no-check-quorum";
+    if (rc.bug != raft::planted_bug::none)
+      cmd += std::string(" --raft-planted-bug ") + raft::planted_bug_name(rc.bug);
+  }
   if (o.flood_in_flight > 0)
     cmd += " --flood " + std::to_string(o.flood_in_flight) + " --flood-payload " +
            std::to_string(o.flood_payload_bytes);

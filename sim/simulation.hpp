@@ -18,11 +18,25 @@
 #include <vector>
 
 #include "actors/peer/peer_machine.hpp"
+#include "actors/raft/raft_machine.hpp"
 #include "messages/error.hpp"
 #include "sim/model/fault_profile.hpp"
 #include "sim/model/network_model.hpp"
 
 namespace cmesh::sim {
+
+// A Raft group (group 0) on nodes 0..voters-1 serving the replicated key/value store, with
+// simulated clients whose histories are checked for linearizability at the end of the run, and
+// Raft's safety properties checked as the run goes (sim/model/raft_checker.hpp).
+struct raft_options {
+  uint32_t voters = 0;               // 0 = no Raft group
+  raft::config config;               // timeouts and limits (self is set per node)
+  uint64_t snapshot_every = 200;     // compact each replica after this many applied entries
+  uint32_t clients = 0;              // simulated key/value clients
+  uint32_t keys = 3;                 // keys the clients touch (few keys: much contention)
+  int64_t client_think_us = 20'000;  // pause between a client's operations
+  int64_t churn_us = 0;              // > 0: every so often remove a voter or add it back
+};
 
 struct simulation_options {
   uint32_t nodes = 5;
@@ -40,6 +54,7 @@ struct simulation_options {
   // (0 = off). See actors/bench.
   uint32_t flood_in_flight = 0;
   uint32_t flood_payload_bytes = 64;
+  raft_options raft;
 };
 
 // What the simulation knows about a node, from the events its actors report.
@@ -53,6 +68,10 @@ struct node_view {
   std::set<node_id> peers;
   uint64_t pongs = 0;
   uint64_t malformed = 0;
+  // Raft (from the kv replica's events): leader now? since when, in which term.
+  bool raft_leader = false;
+  uint64_t raft_term = 0;
+  int64_t raft_leader_since_us = -1;
 };
 
 struct simulation_report {
@@ -71,6 +90,14 @@ struct simulation_report {
   size_t peers_min = 0;
   uint64_t pongs = 0;
   uint64_t malformed = 0;
+  // Raft runs only.
+  uint64_t raft_leaders = 0;        // elections won
+  uint64_t raft_max_term = 0;
+  uint64_t raft_committed = 0;      // highest index applied anywhere
+  uint64_t kv_ok = 0, kv_failed = 0, kv_unknown = 0;
+  uint64_t kv_attempts = 0, kv_redirects = 0;
+  uint64_t linearizability_states = 0;
+  bool linearizability_timed_out = false;
   std::vector<std::string> violations;  // invariant failures, empty when all held
 };
 

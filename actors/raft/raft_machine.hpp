@@ -35,7 +35,7 @@ enum class planted_bug : uint8_t {
   none = 0,
   vote_ignores_log,   // grant votes without the election restriction (log up-to-date check)
   commit_old_terms,   // commit entries of earlier terms by counting replicas (Figure 8)
-  vote_not_persisted, // grant a vote without persisting it first
+  vote_not_persisted, // never persist the vote (a restarted node may vote twice in a term)
 };
 const char* planted_bug_name(planted_bug bug);
 result<planted_bug> parse_planted_bug(std::string_view name);
@@ -170,7 +170,10 @@ public:
   bool is_member(const node_id& id) const;
   const snapshot_record& snapshot() const { return snapshot_; }
   bool transferring() const { return !transfer_target_.is_zero(); }
-  hard_state current_hard_state() const { return {term_, vote_, commit_}; }
+  // What must be persisted. (With the planted bug vote_not_persisted the vote is left out.)
+  hard_state current_hard_state() const {
+    return {term_, config_.bug == planted_bug::vote_not_persisted ? node_id{} : vote_, commit_};
+  }
 
   struct progress {
     index_t match = 0;

@@ -35,6 +35,17 @@ void print_summary(const sim::simulation_report& r, double wall_seconds, double 
               (unsigned long long)r.jobs_run, (unsigned long long)r.timers_fired,
               (unsigned long long)r.trace_events,
               wall_seconds > 0 ? static_cast<double>(n.delivered) / wall_seconds : 0.0);
+  if (r.raft_leaders > 0 || r.kv_ok + r.kv_failed + r.kv_unknown > 0) {
+    std::printf("  raft: leaders_elected=%llu max_term=%llu committed=%llu\n",
+                (unsigned long long)r.raft_leaders, (unsigned long long)r.raft_max_term,
+                (unsigned long long)r.raft_committed);
+    std::printf("  kv: ok=%llu failed=%llu unknown=%llu attempts=%llu redirects=%llu "
+                "linearizability_states=%llu%s\n",
+                (unsigned long long)r.kv_ok, (unsigned long long)r.kv_failed,
+                (unsigned long long)r.kv_unknown, (unsigned long long)r.kv_attempts,
+                (unsigned long long)r.kv_redirects, (unsigned long long)r.linearizability_states,
+                r.linearizability_timed_out ? " (search budget exhausted: undecided)" : "");
+  }
 }
 
 }  // namespace

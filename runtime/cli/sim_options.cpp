@@ -21,11 +21,24 @@ command_spec sim_command_spec() {
       {"reorder", "P", "probability a message gets extra delay and is overtaken", "0"},
       {"partition", "SPEC", "START-END:A/B (both ways), START-END:A>B (one way), START-END:A (A vs rest)", "", true},
       {"crash", "SPEC", "NODE@TIME or NODE@TIME+RESTART_AFTER, e.g. 3@5s+4s", "", true},
+      {"random-faults", "", "add a seeded storm of loss, duplication, reordering, partitions (some one-way) and crashes with restarts; the replay line spells it out", ""},
       {"data", "DIR", "keep node storage in DIR instead of a temporary folder", ""},
       {"keep-data", "", "do not delete the temporary storage folder at the end", ""},
       {"no-storage", "", "run without LMDB (protocol only; crashes then lose all state)", ""},
       {"flood", "K", "benchmark workload: every node keeps K probes circulating to random nodes", "0 = off"},
       {"flood-payload", "BYTES", "payload of each flood probe", "64"},
+      {"raft", "N", "nodes 0..N-1 form a Raft group serving the replicated key/value store", "0 = off"},
+      {"kv-clients", "C", "simulated key/value clients (histories checked for linearizability)", "0"},
+      {"kv-keys", "K", "keys the clients touch", "3"},
+      {"kv-think", "T", "pause between a client's operations", "20ms"},
+      {"election-timeout", "MIN-MAX", "Raft election timeout range, e.g. 150ms-300ms", "150ms-300ms"},
+      {"heartbeat", "T", "Raft heartbeat interval", "50ms"},
+      {"snapshot-every", "N", "compact a replica's log after N applied entries (0 = never)", "200"},
+      {"raft-batch", "N", "most entries in one append message", "256"},
+      {"churn", "T", "every T remove a random voter, next time add it back", "off"},
+      {"no-pre-vote", "", "disable Raft PreVote", ""},
+      {"no-check-quorum", "", "disable Raft CheckQuorum and leader leases", ""},
+      {"raft-planted-bug", "NAME", "test only: break one Raft rule (vote-ignores-log, commit-old-terms, vote-not-persisted)", "none"},
       {"verbose", "", "print every node event (small runs)", ""},
       {"quiet", "", "no progress lines on stderr", ""},
   };
@@ -94,6 +107,15 @@ result<sim::simulation_options> sim_options_from(const parsed_options& p, uint64
     if (!c) return error{errc::invalid_argument, "--crash: " + c.err().message};
     o.faults.crashes.push_back(*c);
   }
+  if (p.has("random-faults")) {
+    auto storm = sim::random_fault_storm(o.seed, o.nodes, 1'000'000, o.duration_us * 4 / 5);
+    o.faults.latency = storm.latency;
+    o.faults.loss = std::max(o.faults.loss, storm.loss);
+    o.faults.duplicate = std::max(o.faults.duplicate, storm.duplicate);
+    o.faults.reorder = std::max(o.faults.reorder, storm.reorder);
+    for (auto& part : storm.partitions) o.faults.partitions.push_back(std::move(part));
+    for (auto& c : storm.crashes) o.faults.crashes.push_back(c);
+  }
   o.data_directory = p.get("data");
   o.keep_data = p.has("keep-data");
   o.use_storage = !p.has("no-storage");
@@ -104,6 +126,53 @@ result<sim::simulation_options> sim_options_from(const parsed_options& p, uint64
   auto payload = get_unsigned(p, "flood-payload", 64, 0, 65536);
   if (!payload) return payload.err();
   o.flood_payload_bytes = static_cast<uint32_t>(*payload);
+  auto voters = get_unsigned(p, "raft", 0, 0, o.nodes);
+  if (!voters) return voters.err();
+  o.raft.voters = static_cast<uint32_t>(*voters);
+  auto clients = get_unsigned(p, "kv-clients", 0, 0, 10000);
+  if (!clients) return clients.err();
+  o.raft.clients = static_cast<uint32_t>(*clients);
+  if (o.raft.clients > 0 && o.raft.voters == 0)
+    return error{errc::invalid_argument, "--kv-clients needs a Raft group (--raft N)"};
+  auto keys = get_unsigned(p, "kv-keys", 3, 1, 1000000);
+  if (!keys) return keys.err();
+  o.raft.keys = static_cast<uint32_t>(*keys);
+  auto think = duration("kv-think", "20ms");
+  if (!think) return think.err();
+  o.raft.client_think_us = *think;
+  auto range = p.get("election-timeout", "150ms-300ms");
+  auto dash = range.find('-');
+  if (dash == std::string::npos)
+    return error{errc::invalid_argument, "--election-timeout: expected MIN-MAX, e.g. 150ms-300ms"};
+  auto lo = sim::parse_duration_us(range.substr(0, dash));
+  auto hi = sim::parse_duration_us(range.substr(dash + 1));
+  if (!lo || !hi) return error{errc::invalid_argument, "--election-timeout: '" + range + "' is not MIN-MAX"};
+  o.raft.config.election_timeout_min_us = *lo;
+  o.raft.config.election_timeout_max_us = *hi;
+  auto heartbeat = duration("heartbeat", "50ms");
+  if (!heartbeat) return heartbeat.err();
+  o.raft.config.heartbeat_interval_us = *heartbeat;
+  if (o.raft.voters > 0)
+    if (auto s = raft::validate(o.raft.config); !s.ok())
+      return error{errc::invalid_argument, "Raft timing: " + s.message};
+  auto every = get_unsigned(p, "snapshot-every", 200, 0, UINT64_MAX);
+  if (!every) return every.err();
+  o.raft.snapshot_every = *every;
+  auto batch = get_unsigned(p, "raft-batch", 256, 1, 65536);
+  if (!batch) return batch.err();
+  o.raft.config.max_entries_per_append = *batch;
+  if (p.has("churn")) {
+    auto churn = duration("churn", "0");
+    if (!churn) return churn.err();
+    o.raft.churn_us = *churn;
+  }
+  o.raft.config.pre_vote = !p.has("no-pre-vote");
+  o.raft.config.check_quorum = !p.has("no-check-quorum");
+  if (p.has("raft-planted-bug")) {
+    auto bug = raft::parse_planted_bug(p.get("raft-planted-bug"));
+    if (!bug) return error{errc::invalid_argument, "--raft-planted-bug: " + bug.err().message};
+    o.raft.config.bug = *bug;
+  }
   return o;
 }
 

@@ -3,6 +3,7 @@
 #include <caf/all.hpp>
 
 #include "actors/bench/bench_actor.hpp"
+#include "actors/kv/kv_actor.hpp"
 #include "actors/peer/peer_actor.hpp"
 #include "runtime/core/rng.hpp"
 
@@ -29,6 +30,20 @@ std::vector<caf::actor> spawn_node_services(caf::actor_system& system, const caf
     flood.payload_bytes = setup.bench_flood_payload_bytes;
     flood.rng_seed = mix_seed(setup.rng_seed, /*stream: bench flood*/ 2);
     services.push_back(bench::spawn_flood_actor(system, transport, std::move(flood)));
+  }
+  if (setup.raft) {
+    kv::replica_context kv_context;
+    kv_context.self = setup.self;
+    kv_context.group = setup.raft->group;
+    kv_context.voters = setup.raft->voters;
+    kv_context.addresses = setup.raft->addresses;
+    kv_context.raft_config = setup.raft->config;
+    kv_context.rng_seed = mix_seed(setup.rng_seed, /*stream: raft group*/ 100 + setup.raft->group);
+    kv_context.snapshot_every = setup.raft->snapshot_every;
+    kv_context.storage = setup.storage;
+    kv_context.events = setup.events;
+    kv_context.observer = setup.raft->observer;
+    services.push_back(kv::spawn_kv_replica(system, transport, std::move(kv_context)));
   }
   return services;
 }

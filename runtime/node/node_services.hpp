@@ -8,7 +8,11 @@
 #include <string>
 #include <vector>
 
+#include <map>
+#include <optional>
+
 #include "actors/peer/peer_machine.hpp"
+#include "actors/raft/raft_machine.hpp"
 
 namespace caf {
 class actor;
@@ -19,6 +23,19 @@ namespace cmesh {
 
 class store;
 class event_sink;
+namespace raft {
+class observer;
+}
+
+// A Raft group this node is a member of, serving the replicated key/value store (actors/kv).
+struct raft_setup {
+  uint32_t group = 0;
+  std::vector<node_id> voters;
+  std::map<node_id, std::string> addresses;  // where the members listen
+  raft::config config;
+  uint64_t snapshot_every = 1000;
+  raft::observer* observer = nullptr;        // simulation checkers only
+};
 
 struct node_setup {
   node_id self;
@@ -33,6 +50,7 @@ struct node_setup {
   std::shared_ptr<const std::vector<node_id>> bench_flood_nodes;
   uint32_t bench_flood_in_flight = 4;
   uint32_t bench_flood_payload_bytes = 64;
+  std::optional<raft_setup> raft;
 };
 
 // Spawns every service of one node; each registers itself with `transport`.

@@ -4,6 +4,8 @@
 #include <charconv>
 #include <cstdio>
 
+#include "runtime/core/rng.hpp"
+
 namespace cmesh::sim {
 
 namespace {
@@ -153,6 +155,60 @@ std::string format_duration_us(int64_t us) {
   else if (us % 1000 == 0) std::snprintf(buffer, sizeof buffer, "%lldms", (long long)(us / 1000));
   else std::snprintf(buffer, sizeof buffer, "%lldus", (long long)us);
   return buffer;
+}
+
+}  // namespace cmesh::sim
+
+
+namespace cmesh::sim {
+
+fault_profile random_fault_storm(uint64_t seed, uint32_t nodes, int64_t start_us, int64_t end_us) {
+  rng r(mix_seed(seed, 0x73746f726d));
+  fault_profile f;
+  f.latency.latency_us_median = 2000 + static_cast<int64_t>(r.below(8000));
+  f.latency.latency_spread = 0.3 + r.unit() * 1.2;
+  f.loss = r.unit() * 0.08;
+  f.duplicate = r.unit() * 0.04;
+  f.reorder = r.unit() * 0.10;
+  auto random_set = [&](uint32_t size) {
+    std::vector<uint32_t> all(nodes);
+    for (uint32_t i = 0; i < nodes; ++i) all[i] = i;
+    for (uint32_t i = 0; i + 1 < nodes; ++i) std::swap(all[i], all[i + r.below(nodes - i)]);
+    all.resize(size);
+    std::sort(all.begin(), all.end());
+    return all;
+  };
+  if (nodes < 2 || end_us <= start_us) return f;
+  // Partitions: one every 0.5-2.5 s, lasting 0.3-3 s (they overlap sometimes).
+  for (int64_t t = start_us + static_cast<int64_t>(r.below(1'000'000)); t < end_us;
+       t += 500'000 + static_cast<int64_t>(r.below(2'000'000))) {
+    partition p;
+    p.start_us = t;
+    p.end_us = std::min(end_us, t + 300'000 + static_cast<int64_t>(r.below(2'700'000)));
+    uint32_t minority = 1 + static_cast<uint32_t>(r.below(std::max<uint32_t>(1, (nodes - 1) / 2)));
+    auto side = random_set(nodes);
+    p.from_side.assign(side.begin(), side.begin() + minority);
+    std::sort(p.from_side.begin(), p.from_side.end());
+    if (r.chance(0.3)) {
+      // One way: the minority cannot reach some of the others (or the reverse).
+      p.one_way = true;
+      uint32_t others = 1 + static_cast<uint32_t>(r.below(nodes - minority));
+      p.to_side.assign(side.begin() + minority, side.begin() + minority + others);
+      std::sort(p.to_side.begin(), p.to_side.end());
+      if (r.chance(0.5)) std::swap(p.from_side, p.to_side);
+    }
+    f.partitions.push_back(std::move(p));
+  }
+  // Crashes: one every 1-4 s, restarting after 0.1-3 s.
+  for (int64_t t = start_us + static_cast<int64_t>(r.below(2'000'000)); t < end_us;
+       t += 1'000'000 + static_cast<int64_t>(r.below(3'000'000))) {
+    crash c;
+    c.node = static_cast<uint32_t>(r.below(nodes));
+    c.at_us = t;
+    c.restart_after_us = 100'000 + static_cast<int64_t>(r.below(2'900'000));
+    f.crashes.push_back(c);
+  }
+  return f;
 }
 
 }  // namespace cmesh::sim
