@@ -382,6 +382,9 @@ void simulation::impl::run_until(int64_t until_us) {
 // live replica; only the leader accepts (the others answer "not the leader").
 void simulation::impl::churn() {
   uint32_t voters = options.raft.voters;
+  // Churn stops at 80% of the run (once a removed voter is back) so the group can settle.
+  bool stopping = shared->now_us >= options.duration_us * 4 / 5;
+  if (stopping && churn_removed < 0) return;
   agenda.emplace(shared->now_us + options.raft.churn_us, std::make_pair(node_action::churn, 0u));
   uint8_t change;
   uint32_t who;

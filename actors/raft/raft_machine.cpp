@@ -23,17 +23,19 @@ const char* planted_bug_name(planted_bug bug) {
     case planted_bug::vote_ignores_log: return "vote-ignores-log";
     case planted_bug::commit_old_terms: return "commit-old-terms";
     case planted_bug::vote_not_persisted: return "vote-not-persisted";
+    case planted_bug::read_without_quorum: return "read-without-quorum";
   }
   return "?";
 }
 
 result<planted_bug> parse_planted_bug(std::string_view name) {
   for (auto bug : {planted_bug::none, planted_bug::vote_ignores_log, planted_bug::commit_old_terms,
-                   planted_bug::vote_not_persisted})
+                   planted_bug::vote_not_persisted, planted_bug::read_without_quorum})
     if (name == planted_bug_name(bug)) return bug;
   return error{errc::invalid_argument,
                "unknown planted bug '" + std::string(name) +
-                   "' (known: none, vote-ignores-log, commit-old-terms, vote-not-persisted)"};
+                   "' (known: none, vote-ignores-log, commit-old-terms, vote-not-persisted, "
+                   "read-without-quorum)"};
 }
 
 status validate(const config& c) {
@@ -807,6 +809,10 @@ status machine::read_index(int64_t now, uint64_t id, ready& out) {
   if (role_ != role::leader) return {errc::unavailable, "not the leader"};
   if (!committed_in_current_term()) {
     reads_waiting_commit_.push_back(id);
+    return {};
+  }
+  if (config_.bug == planted_bug::read_without_quorum) {
+    out.reads.push_back({id, commit_});  // trusts that it is still the leader: stale reads
     return {};
   }
   reads_.push_back({id, commit_, 0});

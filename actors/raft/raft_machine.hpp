@@ -36,6 +36,7 @@ enum class planted_bug : uint8_t {
   vote_ignores_log,   // grant votes without the election restriction (log up-to-date check)
   commit_old_terms,   // commit entries of earlier terms by counting replicas (Figure 8)
   vote_not_persisted, // never persist the vote (a restarted node may vote twice in a term)
+  read_without_quorum,// ReadIndex answers at once, without confirming leadership with a quorum
 };
 const char* planted_bug_name(planted_bug bug);
 result<planted_bug> parse_planted_bug(std::string_view name);

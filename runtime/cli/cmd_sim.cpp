@@ -48,6 +48,58 @@ void print_summary(const sim::simulation_report& r, double wall_seconds, double 
   }
 }
 
+// Many seeds, one after the other (the Raft torture runs): one line per failing seed with its
+// replay command, progress on stderr, and a summary with simulated time per wall-clock second.
+int run_sweep(parsed_options parsed, uint64_t first_seed, uint64_t count, bool quiet) {
+  uint64_t failed = 0, ops = 0, leaders = 0;
+  int64_t virtual_us = 0;
+  auto started = std::chrono::steady_clock::now();
+  auto last_progress = started;
+  for (uint64_t i = 0; i < count; ++i) {
+    uint64_t seed = first_seed + i;
+    parsed.set("seed", std::to_string(seed));
+    auto options = sim_options_from(parsed, seed);
+    if (!options) {
+      std::fprintf(stderr, "cmesh sim: %s\n", options.err().message.c_str());
+      return exit_usage;
+    }
+    auto created = sim::simulation::create(*options);
+    if (!created) {
+      std::fprintf(stderr, "cmesh sim: %s\n", created.err().describe().c_str());
+      return exit_usage;
+    }
+    (*created)->run_to_end();
+    auto report = (*created)->report();
+    virtual_us += report.virtual_us;
+    ops += report.kv_ok;
+    leaders += report.raft_leaders;
+    if (!report.violations.empty()) {
+      ++failed;
+      std::printf("seed %llu: %zu violations, first: %s\n  replay: %s\n", (unsigned long long)seed,
+                  report.violations.size(), report.violations.front().substr(0, 300).c_str(),
+                  sim::replay_command(*options).c_str());
+      std::fflush(stdout);
+    }
+    auto now = std::chrono::steady_clock::now();
+    if (!quiet && now - last_progress > std::chrono::seconds(2)) {
+      last_progress = now;
+      std::fprintf(stderr, "progress: %llu / %llu seeds, %llu failed, %.1fs wall\n",
+                   (unsigned long long)(i + 1), (unsigned long long)count,
+                   (unsigned long long)failed,
+                   std::chrono::duration<double>(now - started).count());
+    }
+  }
+  double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  std::printf("sweep: seeds %llu..%llu: %llu failed, %llu passed\n", (unsigned long long)first_seed,
+              (unsigned long long)(first_seed + count - 1), (unsigned long long)failed,
+              (unsigned long long)(count - failed));
+  std::printf("  simulated=%.1fs wall=%.2fs simulated_per_wall_second=%.1f kv_ok=%llu leaders=%llu\n",
+              static_cast<double>(virtual_us) / 1e6, wall,
+              wall > 0 ? static_cast<double>(virtual_us) / 1e6 / wall : 0.0,
+              (unsigned long long)ops, (unsigned long long)leaders);
+  return failed == 0 ? exit_ok : exit_failed;
+}
+
 }  // namespace
 
 int run_sim(int argc, char** argv) {
@@ -68,6 +120,12 @@ int run_sim(int argc, char** argv) {
     }
   }
   bool quiet = parsed->has("quiet");
+  auto seeds = get_unsigned(*parsed, "seeds", 1, 1, 10'000'000);
+  if (!seeds) {
+    std::fprintf(stderr, "cmesh sim: %s\n", seeds.err().message.c_str());
+    return exit_usage;
+  }
+  if (*seeds > 1) return run_sweep(*parsed, options->seed, *seeds, quiet);
   std::printf("cmesh sim: seed=%llu nodes=%u duration=%s\n", (unsigned long long)options->seed,
               options->nodes, sim::format_duration_us(options->duration_us).c_str());
   std::printf("replay: %s\n", sim::replay_command(*options).c_str());

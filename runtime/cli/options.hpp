@@ -35,6 +35,8 @@ public:
   const std::vector<std::string>& all(const std::string& name) const;
   const std::vector<std::string>& positional() const { return positional_; }
   bool help() const { return help_; }
+  // Replaces every value of `name` with `value` (a command that reruns itself with a new seed).
+  void set(const std::string& name, std::string value) { values_[name] = {std::move(value)}; }
 
 private:
   friend result<parsed_options> parse_options(const command_spec&, int, char**);

@@ -35,10 +35,11 @@ command_spec sim_command_spec() {
       {"heartbeat", "T", "Raft heartbeat interval", "50ms"},
       {"snapshot-every", "N", "compact a replica's log after N applied entries (0 = never)", "200"},
       {"raft-batch", "N", "most entries in one append message", "256"},
-      {"churn", "T", "every T remove a random voter, next time add it back", "off"},
+      {"churn", "T", "every T remove a random voter, next time add it back (until 80% of the run)", "off"},
       {"no-pre-vote", "", "disable Raft PreVote", ""},
       {"no-check-quorum", "", "disable Raft CheckQuorum and leader leases", ""},
-      {"raft-planted-bug", "NAME", "test only: break one Raft rule (vote-ignores-log, commit-old-terms, vote-not-persisted)", "none"},
+      {"raft-planted-bug", "NAME", "test only: break one Raft rule (vote-ignores-log, commit-old-terms, vote-not-persisted, read-without-quorum)", "none"},
+      {"seeds", "N", "sweep: run N seeds from --seed on, print failing seeds with their replay lines and a summary", "1"},
       {"verbose", "", "print every node event (small runs)", ""},
       {"quiet", "", "no progress lines on stderr", ""},
   };
@@ -46,6 +47,7 @@ command_spec sim_command_spec() {
       "Examples:\n"
       "  cmesh sim --nodes 10 --seed 7 --duration 60s --loss 5% --partition 10s-20s:0-4/5-9\n"
       "  cmesh sim --nodes 6 --seed 3 --crash 2@5s+3s --verbose\n"
+      "  cmesh sim --nodes 5 --raft 5 --kv-clients 4 --random-faults --churn 2s --seeds 1000\n"
       "Every run prints its seed and the command that replays it; the same command prints the\n"
       "same trace_hash.";
   return spec;

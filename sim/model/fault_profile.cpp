@@ -206,6 +206,7 @@ fault_profile random_fault_storm(uint64_t seed, uint32_t nodes, int64_t start_us
     c.node = static_cast<uint32_t>(r.below(nodes));
     c.at_us = t;
     c.restart_after_us = 100'000 + static_cast<int64_t>(r.below(2'900'000));
+    c.restart_after_us = std::min(c.restart_after_us, std::max<int64_t>(1, end_us - t));
     f.crashes.push_back(c);
   }
   return f;

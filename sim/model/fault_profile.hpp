@@ -67,7 +67,8 @@ namespace cmesh::sim {
 
 // A seeded storm of faults over [start_us, end_us) for `nodes` nodes: message loss, duplication,
 // reordering and latency spread; two-way partitions isolating a random minority, one-way cuts,
-// and crashes with restarts, several overlapping. Used by the Raft torture runs (`cmesh sim
+// and crashes with restarts, several overlapping. Every fault is over by end_us (crashed nodes
+// are restarted by then). Used by the Raft torture runs (`cmesh sim
 // --random-faults`, the test suite's 200 seeds and `cmesh bench raft-sim`). The generated
 // schedule is spelled out in the replay command, so a run replays without this function.
 fault_profile random_fault_storm(uint64_t seed, uint32_t nodes, int64_t start_us, int64_t end_us);
