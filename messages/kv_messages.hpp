@@ -1,5 +1,5 @@
 // Wire messages of the replicated key/value service and its registrar (actors/kv, spec in
-// docs/kv.md). Each is the payload of an envelope with service = services::kv and
+// docs/raft.md ("Key/value service")). Each is the payload of an envelope with service = services::kv and
 // type = T::type_id. The state machine that gives them meaning is actors/kv/kv_machine.hpp.
 //
 // Status codes follow HTTP meaning:

@@ -1,6 +1,6 @@
 // The replicated key/value service: one actor per node and Raft group that hosts the group's
 // replica (raft::machine), its LMDB log (raft::log_store) and the key/value state machine
-// (kv::machine, which also holds the registrar's names). Spec: docs/raft.md, docs/kv.md.
+// (kv::machine, which also holds the registrar's names). Spec: docs/raft.md.
 //
 // Clients reach it two ways, both answered with a kv::response:
 //   over the transport: envelope kv::request (service kv) from the client's node; the caller is the

@@ -23,7 +23,7 @@
 // sequence" and has no effect; a newer one (gaps allowed) is applied. At most
 // limits_config::sessions_max sessions: a new client evicts the session whose last command is
 // oldest by log index. An evicted client's retry of an old sequence is applied again (the usual
-// bounded-session trade-off; docs/kv.md).
+// bounded-session trade-off; docs/raft.md ("Key/value service")).
 #pragma once
 
 #include <cstddef>
