@@ -545,7 +545,7 @@ simulation_report simulation::report() const {
     r.linearizability_states = verdict.states_explored;
     r.linearizability_timed_out = verdict.timed_out;
     if (!verdict.linearizable)
-      r.violations.push_back("linearizability: key " + verdict.key + ": " + verdict.explanation);
+      r.violations.push_back("linearizability: " + verdict.explanation);
   }
   return r;
 }

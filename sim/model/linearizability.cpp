@@ -240,7 +240,7 @@ public:
 
 private:
   static constexpr uint32_t end_of_list = std::numeric_limits<uint32_t>::max();
-  bool dominated(uint32_t key, const std::vector<uint64_t>& unknown) const;
+  bool dominated(uint32_t key, const std::vector<uint64_t>& unknown);
   void place(uint32_t key) {
     const size_t mask = slots_.size() - 1;
     size_t slot = hashes_[key] & mask;
@@ -258,12 +258,24 @@ private:
   size_t unknown_words_;
 };
 
-bool configuration_cache::dominated(uint32_t key, const std::vector<uint64_t>& unknown) const {
-  for (uint32_t set = first_set_[key]; set != end_of_list; set = next_set_[set]) {
-    const uint64_t* explored = unknown_sets_.at(set);
-    size_t word = 0;
-    while (word < unknown_words_ && (explored[word] & ~unknown[word]) == 0) ++word;
-    if (word == unknown_words_) return true;
+// Whether an explored set of `key` is a subset of `unknown`. Explored supersets of `unknown` are
+// dropped from the list on the way: `unknown` is about to dominate them, which keeps lists short.
+bool configuration_cache::dominated(uint32_t key, const std::vector<uint64_t>& unknown) {
+  uint32_t* link = &first_set_[key];
+  while (*link != end_of_list) {
+    const uint64_t* explored = unknown_sets_.at(*link);
+    bool subset = true;
+    bool superset = true;
+    for (size_t word = 0; word < unknown_words_ && (subset || superset); ++word) {
+      subset = subset && (explored[word] & ~unknown[word]) == 0;
+      superset = superset && (unknown[word] & ~explored[word]) == 0;
+    }
+    if (subset) return true;
+    if (superset) {
+      *link = next_set_[*link];
+    } else {
+      link = &next_set_[*link];
+    }
   }
   return false;
 }
@@ -302,7 +314,8 @@ enum class verdict : uint8_t { linearizable, refuted, exhausted };
 struct search_outcome {
   verdict result = verdict::linearizable;
   uint64_t states = 0;
-  std::vector<uint32_t> longest_prefix;     // op indices in linearization order
+  std::vector<uint32_t> longest_prefix;     // op indices in linearization order (if refuted)
+  uint64_t longest_prefix_length = 0;
   int32_t value_after_prefix = absent_value;
   int64_t stuck_op = -1;  // op whose return was reached, unlinearized, right after that prefix
 };
@@ -333,6 +346,13 @@ std::vector<int32_t> previous_twins(const std::vector<register_op>& ops) {
   return twins;
 }
 
+// Words of a bit set over the known (or the unknown) ops.
+size_t words_for(const std::vector<register_op>& ops, bool known) {
+  size_t count = 0;
+  for (const auto& op : ops) count += op.known == known ? 1 : 0;
+  return (count + 63) / 64;
+}
+
 // The WGL search with Lowe's configuration cache, iterative. Succeeds once every known (ok) op is
 // linearized: unknown ops left over simply never took effect (they never returned, so they may
 // stay pending forever).
@@ -345,12 +365,6 @@ std::vector<int32_t> previous_twins(const std::vector<register_op>& ops) {
 // after that op (it is pending forever, so later is always allowed), until each one is needed by
 // its successor. The value before a not yet needed unknown write (the obligation) is part of the
 // search state, so the cache stays exact.
-size_t words_for(const std::vector<register_op>& ops, bool known) {
-  size_t count = 0;
-  for (const auto& op : ops) count += op.known == known ? 1 : 0;
-  return (count + 63) / 64;
-}
-
 class wgl_search {
 public:
   wgl_search(const std::vector<register_op>& ops, uint64_t max_states);
@@ -375,10 +389,10 @@ private:
     set[bit / 64] ^= uint64_t{1} << (bit % 64);
     if (ops_[op].known) known_hash_ ^= op_hash_[op];
   }
-  bool allowed(const register_op& op, int32_t& value_after, int32_t& obligation_after) const;
+  bool allowed(uint32_t op, int32_t& value_after, int32_t& obligation_after) const;
   bool try_linearize(int32_t call);
   int32_t undo_last();
-  void note_prefix();
+  void record_deepest(int64_t stuck_op);
 
   const std::vector<register_op>& ops_;
   const uint64_t max_states_;
@@ -391,9 +405,12 @@ private:
   std::vector<int32_t> twins_;
   configuration_cache cache_;
   size_t known_remaining_ = 0;
+  bool has_unknown_ = false;
   int32_t value_ = absent_value;
   int32_t obligation_ = no_obligation;  // else the value before the last (unknown) write
   std::vector<frame> stack_;
+  size_t deepest_ = 0;             // the longest the stack has been
+  bool deepest_recorded_ = false;  // outcome_.longest_prefix holds a stack that long
   search_outcome outcome_;
 };
 
@@ -412,41 +429,58 @@ wgl_search::wgl_search(const std::vector<register_op>& ops, uint64_t max_states)
   known_linearized_.assign(words_for(ops, true), 0);
   unknown_linearized_.assign(words_for(ops, false), 0);
   known_remaining_ = known_count;
+  has_unknown_ = unknown_count > 0;
   uint64_t seed = 0x6c696e6561726973ULL;
   for (auto& key : op_hash_) key = splitmix64(seed);
 }
 
+// The pending calls are tried in two passes, known ops first: configurations are then first
+// reached with few unknown ops used, and those dominate the ones reached later with more.
 search_outcome wgl_search::run() {
   int32_t event = events_.first();
+  bool known_pass = true;
   while (known_remaining_ > 0 && outcome_.result != verdict::exhausted) {
     require(event >= 0, "ran past the last event with known operations pending");
     if (events_.is_call(event)) {
-      event = try_linearize(event) ? events_.first() : events_.next(event);
+      if (ops_[events_.op(event)].known == known_pass && try_linearize(event)) {
+        event = events_.first();
+        known_pass = true;
+      } else {
+        event = events_.next(event);
+      }
+      continue;
+    }
+    if (known_pass && has_unknown_) {  // every pending known op tried: now the unknown ones
+      known_pass = false;
+      event = events_.first();
       continue;
     }
     // This op had to be linearized by now and was not: undo the last choice.
-    if (stack_.size() == outcome_.longest_prefix.size() && outcome_.stuck_op < 0)
-      outcome_.stuck_op = events_.op(event);
+    if (stack_.size() == deepest_ && !deepest_recorded_) record_deepest(events_.op(event));
     if (stack_.empty()) {
       outcome_.result = verdict::refuted;
       break;
     }
-    event = events_.next(undo_last());
+    const int32_t undone = undo_last();
+    known_pass = ops_[events_.op(undone)].known;
+    event = events_.next(undone);
   }
   outcome_.states = cache_.size();
+  outcome_.longest_prefix_length = deepest_;
   return outcome_;
 }
 
 // Whether `op` may be linearized next, and the value and obligation after it.
-bool wgl_search::allowed(const register_op& op, int32_t& value_after,
+bool wgl_search::allowed(uint32_t index, int32_t& value_after,
                          int32_t& obligation_after) const {
+  const register_op& op = ops_[index];
   if (op.known) {
     int32_t unused = 0;
     if (obligation_ != no_obligation && step(op, obligation_, unused)) return false;  // not needed
     obligation_after = no_obligation;
     return step(op, value_, value_after);
   }
-  if (twins_[&op - ops_.data()] >= 0 && !linearized(twins_[&op - ops_.data()])) return false;
+  if (twins_[index] >= 0 && !linearized(twins_[index])) return false;
   step(op, value_, value_after);
   if (value_after == value_) return false;  // a no-op: leaving it out is the same
   if (obligation_ != no_obligation) {
@@ -462,7 +496,7 @@ bool wgl_search::try_linearize(int32_t call) {
   const uint32_t op = events_.op(call);
   int32_t value_after = value_;
   int32_t obligation_after = no_obligation;
-  if (!allowed(ops_[op], value_after, obligation_after)) return false;
+  if (!allowed(op, value_after, obligation_after)) return false;
   toggle(op);
   const uint64_t state = static_cast<uint32_t>(value_after) |
                          uint64_t{static_cast<uint32_t>(obligation_after)} << 32;
@@ -475,7 +509,10 @@ bool wgl_search::try_linearize(int32_t call) {
   obligation_ = obligation_after;
   events_.lift(call);
   known_remaining_ -= ops_[op].known ? 1 : 0;
-  note_prefix();
+  if (stack_.size() > deepest_) {
+    deepest_ = stack_.size();
+    deepest_recorded_ = false;
+  }
   if (cache_.size() >= max_states_ || cache_.bytes() >= cache_bytes_max)
     outcome_.result = verdict::exhausted;
   return true;
@@ -494,12 +531,15 @@ int32_t wgl_search::undo_last() {
   return top.call;
 }
 
-void wgl_search::note_prefix() {
-  if (stack_.size() <= outcome_.longest_prefix.size()) return;
+// Keeps the stack as the longest linearizable prefix, with the op it got stuck on. Called when the
+// search leaves its deepest point so far (which it can only do by backing off from it), so that a
+// search that keeps getting deeper does not copy its stack every time.
+void wgl_search::record_deepest(int64_t stuck_op) {
   outcome_.longest_prefix.clear();
   for (const auto& f : stack_) outcome_.longest_prefix.push_back(events_.op(f.call));
   outcome_.value_after_prefix = value_;
-  outcome_.stuck_op = -1;
+  outcome_.stuck_op = stuck_op;
+  deepest_recorded_ = true;
 }
 
 std::string value_table::show(int32_t id) const {
@@ -638,7 +678,7 @@ linearizability_result check_linearizability(const std::vector<kv_operation>& hi
                          std::to_string(exhausted->outcome.states) + " configurations (" +
                          std::to_string(exhausted->ops.size()) +
                          " operations, longest linearizable prefix " +
-                         std::to_string(exhausted->outcome.longest_prefix.size()) +
+                         std::to_string(exhausted->outcome.longest_prefix_length) +
                          "): neither proven nor refuted\n";
   }
   return result;

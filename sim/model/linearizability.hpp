@@ -55,8 +55,9 @@ struct linearizability_result {
 // Decides whether `history` (in any order) is linearizable. Every key is checked, even after one
 // fails; when several fail, the one with the fewest operations is reported (ties: smallest key).
 // `max_states_per_key` bounds the configurations cached per key (memory is about
-// 16 + operations/8 bytes per configuration, and is also capped at 1 GiB per key); a key that
-// reaches the bound is reported as timed out. An ok operation with complete_us < invoke_us has no
+// 32 + operations/8 bytes per configuration, and is also capped at 1 GiB per key); a key that
+// reaches either bound is reported as timed out. Time grows with the configurations explored:
+// a few million per second. An ok operation with complete_us < invoke_us has no
 // instant to take effect, so it refutes its key.
 linearizability_result check_linearizability(const std::vector<kv_operation>& history,
                                              uint64_t max_states_per_key = 5'000'000);

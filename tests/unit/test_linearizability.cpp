@@ -182,6 +182,69 @@ std::vector<kv_operation> generate_history(cmesh::rng& random, const history_sha
   return history;
 }
 
+// Exhaustive reference for small histories: tries every order of the ops over one map of all keys
+// (no partitioning by key), each op allowed next unless a pending ok op completed strictly before
+// it was invoked; failed ops are left out and unknown ones may be left out.
+bool reference_linearizable(const std::vector<kv_operation>& history, uint32_t placed,
+                            std::map<std::string, std::string>& store) {
+  bool ok_pending = false;
+  for (size_t i = 0; i < history.size(); ++i)
+    if (!(placed >> i & 1) && history[i].result == outcome::ok) ok_pending = true;
+  if (!ok_pending) return true;
+  for (size_t i = 0; i < history.size(); ++i) {
+    const kv_operation& op = history[i];
+    if ((placed >> i & 1) || op.result == outcome::failed) continue;
+    bool blocked = false;
+    for (size_t j = 0; j < history.size(); ++j)
+      if (!(placed >> j & 1) && history[j].result == outcome::ok &&
+          history[j].complete_us < op.invoke_us)
+        blocked = true;
+    if (blocked) continue;
+    const auto before = store;
+    auto it = store.find(op.key);
+    const bool present = it != store.end();
+    bool valid = true;
+    switch (op.kind) {
+      case kv_op_kind::get:
+        valid = op.result != outcome::ok ||
+                (op.found == present && (!present || it->second == op.read_value));
+        break;
+      case kv_op_kind::put: store[op.key] = op.value; break;
+      case kv_op_kind::del: store.erase(op.key); break;
+      case kv_op_kind::cas: {
+        const bool matches = present == op.expect_present && (!present || it->second == op.expected);
+        valid = op.result != outcome::ok || matches == op.cas_succeeded;
+        if (matches) store[op.key] = op.value;
+        break;
+      }
+    }
+    if (valid && reference_linearizable(history, placed | 1u << i, store)) return true;
+    store = before;
+  }
+  return false;
+}
+
+// Values a and b are read and expected; c is only ever written.
+kv_operation random_small_op(cmesh::rng& random, double unknown_fraction) {
+  static const char* const values[] = {"a", "b", "c"};
+  kv_operation op;
+  op.client = random.below(3);
+  op.key = random.chance(0.8) ? "x" : "y";
+  op.kind = static_cast<kv_op_kind>(random.below(4));
+  op.value = values[random.below(3)];
+  op.expect_present = random.chance(0.7);
+  op.expected = values[random.below(2)];
+  op.invoke_us = 5 * static_cast<int64_t>(random.below(8));  // coarse: many equal times
+  op.complete_us = op.invoke_us + 5 * static_cast<int64_t>(random.below(4));
+  op.result = random.chance(unknown_fraction) ? outcome::unknown
+              : random.chance(0.1)            ? outcome::failed
+                                              : outcome::ok;
+  op.found = random.chance(0.7);
+  op.read_value = values[random.below(2)];
+  op.cas_succeeded = random.chance(0.5);
+  return op;
+}
+
 }  // namespace
 
 TEST_CASE("linearizability: a sequential history is linearizable") {
@@ -383,6 +446,7 @@ TEST_CASE("linearizability: keys are checked independently and the failing key i
   CHECK(result.explanation.find(describe(history[4])) != std::string::npos);
   CHECK(result.explanation.find("alpha") == std::string::npos);
   CHECK(result.explanation.find("longest linearizable prefix: 2 of 3") != std::string::npos);
+  CHECK(result.explanation.find("then stuck: " + describe(history[4])) != std::string::npos);
 }
 
 TEST_CASE("linearizability: the smallest failing key is the one reported") {
@@ -463,6 +527,32 @@ TEST_CASE("linearizability: random register histories pass and a forged read is 
     refuted += forged_result.linearizable ? 0 : 1;
   }
   CHECK(refuted == 200);
+}
+
+TEST_CASE("linearizability: verdicts agree with an exhaustive search on small random histories") {
+  cmesh::rng random(31337);
+  int linearizable_count = 0;
+  int refuted_count = 0;
+  for (int round = 0; round < 4000; ++round) {
+    std::vector<kv_operation> history;
+    const uint64_t size = 1 + random.below(8);
+    const double unknown_fraction = round % 2 == 0 ? 0.15 : 0.5;
+    for (uint64_t i = 0; i < size; ++i) history.push_back(random_small_op(random, unknown_fraction));
+    std::map<std::string, std::string> store;
+    const bool expected = reference_linearizable(history, 0, store);
+    auto result = check_linearizability(history);
+    CAPTURE(round);
+    REQUIRE_FALSE(result.timed_out);
+    if (result.linearizable != expected) {
+      std::string listing;
+      for (const auto& op : history) listing += describe(op) + "\n";
+      FAIL_CHECK("expected " << (expected ? "linearizable" : "refuted") << " for\n" << listing);
+    }
+    (expected ? linearizable_count : refuted_count) += 1;
+  }
+  MESSAGE(linearizable_count << " linearizable and " << refuted_count << " refuted");
+  CHECK(linearizable_count > 500);
+  CHECK(refuted_count > 500);
 }
 
 TEST_CASE("linearizability: a 2000 operation history from 5 clients is decided quickly") {
