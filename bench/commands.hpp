@@ -1,6 +1,7 @@
 #pragma once
 namespace cmesh::bench {
 int run_sim_bench(int argc, char** argv);
+int run_election_bench(int argc, char** argv);
 int run_transport_bench(int argc, char** argv);
 int run_transport_server(int argc, char** argv);  // child process of the transport benchmark
 }  // namespace cmesh::bench
