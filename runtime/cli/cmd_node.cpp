@@ -34,7 +34,8 @@ command_spec node_spec() {
   spec.name = "cmesh node";
   spec.summary = "Run one cmesh node: listen for peers, join the mesh through seed addresses, keep a "
                  "peer table alive with pings, and serve until SIGINT or SIGTERM.";
-  spec.usage = "cmesh node [--listen HOST:PORT] [--join [DID@]HOST:PORT]... [--data DIR] [--identity FILE]";
+  spec.usage = "cmesh node [--listen HOST:PORT] [--join [DID@]HOST:PORT]... [--data DIR] [--identity FILE]\n"
+               "                  [--raft-member DID@HOST:PORT]...";
   spec.options = {
       {"listen", "HOST:PORT", "address to listen on (port 0 = any free port)", "127.0.0.1:7001"},
       {"join", "[DID@]HOST:PORT", "seed address to join through; with DID@ the node refuses anyone but that identity there", "", true},
@@ -43,12 +44,18 @@ command_spec node_spec() {
       {"advertise", "HOST:PORT", "address peers should dial to reach this node", "the listen address"},
       {"status-interval", "T", "print a status line this often (0 = never)", "10s"},
       {"verbose", "", "log every event, including each pong", ""},
+      {"raft-member", "DID@HOST:PORT", "member of the replicated key/value group (Raft group 0); give every member, this node included, the same list on every member", "", true},
+      {"election-timeout", "MIN-MAX", "Raft election timeout range (with --raft-member)", "150ms-300ms"},
+      {"heartbeat", "T", "Raft heartbeat interval (with --raft-member)", "50ms"},
   };
   spec.epilog =
       "Example, three nodes on one machine:\n"
       "  cmesh node --listen 127.0.0.1:7001 --data n1\n"
       "  cmesh node --listen 127.0.0.1:7002 --data n2 --join 127.0.0.1:7001\n"
       "  cmesh node --listen 127.0.0.1:7003 --data n3 --join 127.0.0.1:7001\n"
+      "Replicated key/value store and registrar: start each member with the same list of\n"
+      "--raft-member DID@HOST:PORT (DIDs from 'cmesh id new FILE'), its own included; members are\n"
+      "dialed like --join seeds. Then use 'cmesh kv' and 'cmesh name' against any member.\n"
       "Exit codes: 0 clean shutdown, 1 runtime failure (port in use, store), 2 bad usage or input\n"
       "(bad address, unreadable or world-readable key file, unwritable data folder).";
   return spec;
@@ -63,6 +70,8 @@ struct node_options {
   std::string advertise;
   int64_t status_interval_us = 10'000'000;
   bool verbose = false;
+  std::vector<seed_spec> raft_members;  // pinned: DID@HOST:PORT
+  raft::config raft_config;
 };
 
 result<node_options> read_options(const parsed_options& p) {
@@ -87,7 +96,61 @@ result<node_options> read_options(const parsed_options& p) {
   if (!interval) return error{errc::invalid_argument, "--status-interval: " + interval.err().message};
   o.status_interval_us = *interval;
   o.verbose = p.has("verbose");
+  for (const auto& text : p.all("raft-member")) {
+    auto member = parse_seed_spec(text);
+    if (!member) return error{errc::invalid_argument, "--raft-member: " + member.err().message};
+    if (member->pinned.is_zero())
+      return error{errc::invalid_argument,
+                   "--raft-member: '" + text + "' has no identity: expected DID@HOST:PORT"};
+    for (const auto& other : o.raft_members)
+      if (other.pinned == member->pinned)
+        return error{errc::invalid_argument, "--raft-member: " + did_from_node_id(member->pinned) +
+                                                 " is given more than once"};
+    o.raft_members.push_back(*member);
+  }
+  if (o.raft_members.empty() && (p.has("election-timeout") || p.has("heartbeat")))
+    return error{errc::invalid_argument, "--election-timeout and --heartbeat need --raft-member"};
+  if (p.has("election-timeout")) {
+    auto range = p.get("election-timeout");
+    auto dash = range.find('-');
+    if (dash == std::string::npos)
+      return error{errc::invalid_argument, "--election-timeout: expected MIN-MAX, e.g. 150ms-300ms"};
+    auto lo = sim::parse_duration_us(range.substr(0, dash));
+    auto hi = sim::parse_duration_us(range.substr(dash + 1));
+    if (!lo || !hi)
+      return error{errc::invalid_argument, "--election-timeout: '" + range + "' is not MIN-MAX"};
+    o.raft_config.election_timeout_min_us = *lo;
+    o.raft_config.election_timeout_max_us = *hi;
+  }
+  if (p.has("heartbeat")) {
+    auto heartbeat = sim::parse_duration_us(p.get("heartbeat"));
+    if (!heartbeat) return error{errc::invalid_argument, "--heartbeat: " + heartbeat.err().message};
+    o.raft_config.heartbeat_interval_us = *heartbeat;
+  }
+  if (!o.raft_members.empty())
+    if (auto s = raft::validate(o.raft_config); !s.ok())
+      return error{errc::invalid_argument, "Raft timing: " + s.message};
   return o;
+}
+
+// The Raft group of --raft-member: every member a voter, snapshots every 10,000 entries.
+// The node's own identity must be one of the members.
+result<raft_setup> raft_setup_for(const node_options& o, const node_id& self) {
+  raft_setup rs;
+  rs.group = 0;
+  rs.config = o.raft_config;
+  rs.snapshot_every = 10'000;
+  bool self_listed = false;
+  for (const auto& m : o.raft_members) {
+    rs.voters.push_back(m.pinned);
+    rs.addresses[m.pinned] = m.address;
+    if (m.pinned == self) self_listed = true;
+  }
+  if (!self_listed)
+    return error{errc::invalid_argument,
+                 "--raft-member: this node's identity " + did_from_node_id(self) +
+                     " is not one of the members; list every member, this node included"};
+  return rs;
 }
 
 // The data folder must exist (we create it) and be writable by us.
@@ -167,10 +230,31 @@ int run_node(int argc, char** argv) {
     std::fprintf(stderr, "cmesh node: %s\n", self_identity.err().describe().c_str());
     return exit_usage;
   }
+  std::optional<raft_setup> raft_group;
+  if (!options->raft_members.empty()) {
+    auto rs = raft_setup_for(*options, self_identity->public_key);
+    if (!rs) {
+      std::fprintf(stderr, "cmesh node: %s\n", rs.err().message.c_str());
+      return exit_usage;
+    }
+    raft_group = std::move(*rs);
+  }
   auto storage = store::open(options->data_directory + "/store", store_options{});
   if (!storage) {
     std::fprintf(stderr, "cmesh node: %s\n", storage.err().describe().c_str());
     return exit_failed;
+  }
+  // The Raft replica gets an LMDB environment of its own: LMDB allows one write transaction per
+  // environment, and the replica (fsync per flush) and the peer service run on different
+  // scheduler threads. Its own environment also keeps its fsyncs from waiting on the other's.
+  std::unique_ptr<store> raft_storage;
+  if (raft_group) {
+    auto opened = store::open(options->data_directory + "/raft", store_options{});
+    if (!opened) {
+      std::fprintf(stderr, "cmesh node: %s\n", opened.err().describe().c_str());
+      return exit_failed;
+    }
+    raft_storage = std::move(*opened);
   }
 
   // Block the shutdown signals before CAF starts its threads, so only sigtimedwait sees them.
@@ -210,18 +294,40 @@ int run_node(int argc, char** argv) {
     setup.self = self_identity->public_key;
     setup.listen_address = advertised;
     for (const auto& s : options->seeds) setup.seeds.push_back({s.address, s.pinned});
+    // The other Raft members are seeds too, so the peer mesh includes the whole group (the
+    // replica reaches them through the transport's address book either way).
+    if (raft_group)
+      for (const auto& m : options->raft_members) {
+        if (m.pinned == self_identity->public_key) continue;
+        bool joined = false;
+        for (const auto& s : setup.seeds) joined = joined || s.address == m.address;
+        if (!joined) setup.seeds.push_back({m.address, m.pinned});
+      }
+    setup.raft = raft_group;
     uint64_t rng_seed = 0;
     randombytes_buf(&rng_seed, sizeof rng_seed);
     setup.rng_seed = rng_seed;
     setup.storage = storage->get();
+    setup.raft_storage = raft_storage.get();
     setup.events = &log;
     auto services = spawn_node_services(system, manager, setup);
     log.line("node " + self_identity->did() + " listening on " + advertised + " data " +
-             options->data_directory + " seeds " + std::to_string(options->seeds.size()));
+             options->data_directory + " seeds " + std::to_string(setup.seeds.size()));
+    if (raft_group && raft_group->addresses[setup.self] != advertised)
+      log.line("warning: this node's --raft-member address " + raft_group->addresses[setup.self] +
+               " differs from its address " + advertised + "; the other members dial the former");
+    if (raft_group)
+      log.line("kv replica of Raft group 0 with " + std::to_string(raft_group->voters.size()) +
+               " members (election timeout " +
+               std::to_string(raft_group->config.election_timeout_min_us / 1000) + "-" +
+               std::to_string(raft_group->config.election_timeout_max_us / 1000) + "ms, heartbeat " +
+               std::to_string(raft_group->config.heartbeat_interval_us / 1000) + "ms)");
 
     caf::scoped_actor self{system};
     int sig = wait_for_signal(signals, options->status_interval_us, [&] {
-      log.line("status " + ask_status(self, services.front()) + " " + ask_status(self, manager));
+      std::string line = "status " + ask_status(self, services.front()) + " " + ask_status(self, manager);
+      if (raft_group) line += " kv " + ask_status(self, services.back());
+      log.line(line);
     });
     log.line(std::string("shutting down on ") + (sig == SIGINT ? "SIGINT" : "SIGTERM"));
     for (const auto& service : services) ask_shutdown(self, service);  // goodbyes, final persist
@@ -230,6 +336,7 @@ int run_node(int argc, char** argv) {
     for (const auto& service : services) self->send_exit(service, caf::exit_reason::user_shutdown);
     self->send_exit(manager, caf::exit_reason::user_shutdown);
   }
+  raft_storage.reset();
   storage->reset();  // closes LMDB after every actor is gone
   log.line("stopped cleanly");
   return exit_code;

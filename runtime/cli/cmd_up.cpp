@@ -9,12 +9,14 @@
 
 #include <chrono>
 #include <cstdio>
+#include <filesystem>
 #include <string>
 #include <vector>
 
 #include "runtime/cli/child_process.hpp"
 #include "runtime/cli/commands.hpp"
 #include "runtime/cli/options.hpp"
+#include "runtime/crypto/identity.hpp"
 #include "sim/model/fault_profile.hpp"
 
 namespace cmesh::cli {
@@ -26,16 +28,20 @@ command_spec up_spec() {
   spec.name = "cmesh up";
   spec.summary = "Start a local mesh: N real node processes on loopback, each with its own identity "
                  "and data folder; node 0 is the seed the others join. Ctrl-C stops them cleanly.";
-  spec.usage = "cmesh up [--nodes N] [--base-port PORT] [--data DIR] [--duration T]";
+  spec.usage = "cmesh up [--nodes N] [--base-port PORT] [--data DIR] [--duration T] [--raft]";
   spec.options = {
       {"nodes", "N", "number of node processes", "3"},
       {"base-port", "PORT", "node i listens on 127.0.0.1:(PORT+i)", "7001"},
       {"data", "DIR", "parent folder of the nodes' data folders (kept between runs)", "./cmesh-mesh"},
       {"duration", "T", "stop after this long (e.g. 30s); default runs until Ctrl-C", ""},
       {"verbose", "", "relay every node event, including pongs", ""},
+      {"raft", "", "make every node a member of the replicated key/value group (cmesh kv, cmesh name); keep --nodes the same between runs on one DIR", ""},
   };
   spec.epilog = "Each node keeps its identity in DIR/node-i/identity.key, so a second 'cmesh up' brings\n"
-                "back the same mesh.";
+                "back the same mesh (and with --raft the same key/value data).\n"
+                "Example: cmesh up --nodes 3 --raft, then in another terminal:\n"
+                "  cmesh kv put greeting hello --node 127.0.0.1:7001\n"
+                "  cmesh kv get greeting --node 127.0.0.1:7002";
   return spec;
 }
 
@@ -104,6 +110,38 @@ int run_up(int argc, char** argv) {
     duration_us = *d;
   }
   std::string data = parsed->get("data", "./cmesh-mesh");
+  bool raft = parsed->has("raft");
+
+  // With --raft every node must know every member's identity before it starts: create the
+  // identity files here (the node would create the same file itself) and read their DIDs.
+  std::vector<std::string> raft_members;
+  if (raft) {
+    crypto_init();
+    for (uint64_t i = 0; i < *nodes; ++i) {
+      std::string folder = data + "/node-" + std::to_string(i);
+      std::error_code ec;
+      std::filesystem::create_directories(folder, ec);
+      if (ec) {
+        std::fprintf(stderr, "cmesh up: cannot create %s: %s\n", folder.c_str(), ec.message().c_str());
+        return exit_usage;
+      }
+      std::string key_path = folder + "/identity.key";
+      auto id = read_identity_file(key_path);
+      if (!id && id.err().code == errc::not_found) {
+        auto fresh = identity::generate();
+        if (auto s = write_identity_file(key_path, fresh); !s.ok()) {
+          std::fprintf(stderr, "cmesh up: %s\n", s.describe().c_str());
+          return exit_usage;
+        }
+        id = fresh;
+      }
+      if (!id) {
+        std::fprintf(stderr, "cmesh up: %s\n", id.err().describe().c_str());
+        return exit_usage;
+      }
+      raft_members.push_back(id->did() + "@127.0.0.1:" + std::to_string(*base_port + i));
+    }
+  }
 
   sigset_t signals;
   sigemptyset(&signals);
@@ -124,6 +162,7 @@ int run_up(int argc, char** argv) {
                                       "127.0.0.1:" + std::to_string(*base_port + i), "--data",
                                       data + "/node-" + std::to_string(i), "--status-interval", "5s"};
     if (i > 0) args.insert(args.end(), {"--join", seed});
+    for (const auto& member : raft_members) args.insert(args.end(), {"--raft-member", member});
     if (parsed->has("verbose")) args.push_back("--verbose");
     child_process started;
     if (!spawn_self(args, true, true, started)) {
@@ -135,6 +174,18 @@ int run_up(int argc, char** argv) {
     if (i == 0) usleep(200000);  // let the seed bind before the others dial it
   }
 
+  if (raft) {
+    std::string first = "127.0.0.1:" + std::to_string(*base_port);
+    std::string last = "127.0.0.1:" + std::to_string(*base_port + *nodes - 1);
+    std::printf("cmesh up: every node is a member of the replicated key/value group; from another "
+                "terminal, against any node:\n"
+                "  cmesh kv put greeting hello --node %s\n"
+                "  cmesh kv get greeting --node %s\n"
+                "  cmesh id new me.key && cmesh name register hello.mcom 0xS:0x001 --identity me.key --node %s\n"
+                "  cmesh name resolve hello.mcom --node %s\n",
+                first.c_str(), last.c_str(), first.c_str(), last.c_str());
+    std::fflush(stdout);
+  }
   auto started = std::chrono::steady_clock::now();
   int result = exit_ok;
   bool stopping = false;

@@ -1,5 +1,6 @@
 // Entry points of the `cmesh` subcommands. Each returns the process exit code:
 // 0 success, 1 the run failed (a check or invariant did not hold), 2 bad usage or input.
+// The kv and name clients add 3: timeout, cannot connect, or connection lost.
 #pragma once
 
 namespace cmesh::cli {
@@ -9,6 +10,8 @@ int run_id(int argc, char** argv);
 int run_sim(int argc, char** argv);
 int run_up(int argc, char** argv);
 int run_bench(int argc, char** argv);
+int run_kv(int argc, char** argv);    // cmesh kv: client of the replicated key/value store
+int run_name(int argc, char** argv);  // cmesh name: client of the registrar
 
 inline constexpr int exit_ok = 0;
 inline constexpr int exit_failed = 1;

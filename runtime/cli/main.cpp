@@ -19,6 +19,8 @@ const char* overview =
     "  id        create or show an identity (did:key, ed25519)\n"
     "  sim       run a deterministic multi-node simulation with faults\n"
     "  bench     run a benchmark (transport, sim)\n"
+    "  kv        get, put, del, cas in the replicated key/value store of a running group\n"
+    "  name      register, resolve, transfer, release registrar names (NAME.mcom -> FQMN)\n"
     "\n"
     "Run 'cmesh <command> --help' for the options of a command.\n";
 
@@ -41,6 +43,8 @@ int main(int argc, char** argv) {
   if (command == "sim") return cmesh::cli::run_sim(rest_argc, rest_argv);
   if (command == "up") return cmesh::cli::run_up(rest_argc, rest_argv);
   if (command == "bench") return cmesh::cli::run_bench(rest_argc, rest_argv);
+  if (command == "kv") return cmesh::cli::run_kv(rest_argc, rest_argv);
+  if (command == "name") return cmesh::cli::run_name(rest_argc, rest_argv);
   std::fprintf(stderr, "cmesh: unknown command '%s'\n\n%s", command.c_str(), overview);
   return cmesh::cli::exit_usage;
 }

@@ -40,7 +40,7 @@ std::vector<caf::actor> spawn_node_services(caf::actor_system& system, const caf
     kv_context.raft_config = setup.raft->config;
     kv_context.rng_seed = mix_seed(setup.rng_seed, /*stream: raft group*/ 100 + setup.raft->group);
     kv_context.snapshot_every = setup.raft->snapshot_every;
-    kv_context.storage = setup.storage;
+    kv_context.storage = setup.raft_storage ? setup.raft_storage : setup.storage;
     kv_context.events = setup.events;
     kv_context.observer = setup.raft->observer;
     services.push_back(kv::spawn_kv_replica(system, transport, std::move(kv_context)));

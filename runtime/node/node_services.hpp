@@ -44,6 +44,10 @@ struct node_setup {
   peer::config peer_config;
   uint64_t rng_seed = 0;             // every service derives its own stream from this
   store* storage = nullptr;          // owned by the runner, outlives the services
+  // The Raft replica's own store (real mode: a separate LMDB environment, because an environment
+  // allows one write transaction at a time and services run on several threads). Null: share
+  // `storage` (the simulator, which is single-threaded).
+  store* raft_storage = nullptr;
   event_sink* events = nullptr;      // owned by the runner, outlives the services
   // Benchmark workloads (off unless set): answer probes, or keep probes circulating.
   bool bench_echo = false;
