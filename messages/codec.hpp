@@ -119,6 +119,16 @@ result<bytes> encode_message(const node_id& source, uint64_t correlation, const 
   return encode_envelope(env);
 }
 
+// Decodes an envelope delivered by the transport from node `from` and checks that it claims to come
+// from that node (the transport authenticated `from`; the envelope's source is only a claim).
+// Errors: as decode_envelope; malformed if the source is not the sender.
+inline result<envelope> decode_envelope_from(const node_id& from, const bytes& data) {
+  auto env = decode_envelope(data.data(), data.size());
+  if (!env) return env;
+  if (env->source != from) return error{errc::malformed, "envelope source is not the sender"};
+  return env;
+}
+
 // Decodes the payload of `env` as a T.
 // Errors: unknown_type if env.service != T::service_id or env.type != T::type_id; then as
 // unpack_value.

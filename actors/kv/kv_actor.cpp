@@ -192,6 +192,14 @@ void maybe_compact(replica_actor* self) {
   report(self, "compacted", node_id{}, "", static_cast<int64_t>(st.applied));
 }
 
+// Replaces the state machine with a snapshot (at boot, or installed from the leader).
+void restore_snapshot(replica_actor* self, const raft::snapshot_record& snapshot) {
+  auto& st = self->state;
+  auto s = st.sm.restore(snapshot.data ? *snapshot.data : bytes{});
+  if (!s.ok()) report(self, "snapshot_error", node_id{}, s.describe());
+  st.applied = st.snapshot_index = snapshot.index;
+}
+
 // Carry out the accumulated ready: persist, send, apply, answer.
 void flush(replica_actor* self) {
   auto& st = self->state;
@@ -211,10 +219,7 @@ void flush(replica_actor* self) {
   if (st.ctx.observer) st.ctx.observer->on_persisted(st.ctx.self, st.ctx.group, r, *st.raft);
   for (const auto& m : r.messages) send_raft(self, m);
   if (r.snapshot) {
-    auto s = st.sm.restore(r.snapshot->data ? *r.snapshot->data : bytes{});
-    if (!s.ok()) report(self, "snapshot_error", node_id{}, s.describe());
-    st.applied = r.snapshot->index;
-    st.snapshot_index = r.snapshot->index;
+    restore_snapshot(self, *r.snapshot);
     for (auto it = st.writes.begin(); it != st.writes.end() && it->first <= st.applied;) {
       reply(self, it->second.who, make_response(408, "replaced by a snapshot: outcome unknown, retry"));
       it = st.writes.erase(it);
@@ -319,9 +324,8 @@ void on_kv_envelope(replica_actor* self, const node_id& from, const bytes& data)
     ++st.malformed;
     report(self, "malformed", from, e.describe());
   };
-  auto env = decode_envelope(data.data(), data.size());
+  auto env = decode_envelope_from(from, data);
   if (!env) return fail(env.err());
-  if (env->source != from) return fail({errc::malformed, "envelope source is not the sender"});
   switch (env->type) {
     case request::type_id: {
       auto req = decode_payload<request>(*env);
@@ -364,9 +368,8 @@ void on_raft_envelope(replica_actor* self, const node_id& from, const bytes& dat
     ++st.malformed;
     report(self, "malformed", from, e.describe());
   };
-  auto env = decode_envelope(data.data(), data.size());
+  auto env = decode_envelope_from(from, data);
   if (!env) return fail(env.err());
-  if (env->source != from) return fail({errc::malformed, "envelope source is not the sender"});
   raft::wire_message message;
   auto decode = [&](auto tag) -> bool {
     using T = decltype(tag);
@@ -424,11 +427,7 @@ caf::behavior replica(replica_actor* self, caf::actor transport, replica_context
       }
     }
   }
-  if (restored.snapshot) {
-    auto s = st.sm.restore(restored.snapshot->data ? *restored.snapshot->data : bytes{});
-    if (!s.ok()) report(self, "snapshot_error", node_id{}, s.describe());
-    st.applied = st.snapshot_index = restored.snapshot->index;
-  }
+  if (restored.snapshot) restore_snapshot(self, *restored.snapshot);
   if (st.ctx.observer)
     st.ctx.observer->on_restored(st.ctx.self, st.ctx.group, st.applied, st.sm.state_hash());
   st.raft->restore(now_us(self), std::move(restored), st.pending);

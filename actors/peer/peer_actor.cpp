@@ -132,9 +132,8 @@ void on_deliver(peer_actor_type* self, const node_id& from, const bytes& data) {
     ++st.malformed;
     report(self, "malformed", from, e.describe());
   };
-  auto env = decode_envelope(data.data(), data.size());
+  auto env = decode_envelope_from(from, data);
   if (!env) return fail(env.err());
-  if (env->source != from) return fail({errc::malformed, "envelope source is not the sender"});
   wire_message message;
   auto decode = [&](auto tag) -> bool {
     using T = decltype(tag);

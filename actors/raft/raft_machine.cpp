@@ -539,10 +539,9 @@ void machine::on_append_request(int64_t now, const node_id& from, append_request
 
 void machine::on_append_response(int64_t now, const node_id& from, const append_response& m,
                                  ready& out) {
-  if (role_ != role::leader) return;
-  auto it = progress_.find(from);
-  if (it == progress_.end()) return;
-  auto& pr = it->second;
+  progress* found = follower_progress(from);
+  if (!found) return;
+  auto& pr = *found;
   pr.recent_active = true;
   if (m.read_context > pr.read_ack) {
     pr.read_ack = m.read_context;
@@ -621,10 +620,9 @@ void machine::on_snapshot_request(int64_t now, const node_id& from, snapshot_req
 
 void machine::on_snapshot_response(int64_t now, const node_id& from, const snapshot_response& m,
                                    ready& out) {
-  if (role_ != role::leader) return;
-  auto it = progress_.find(from);
-  if (it == progress_.end()) return;
-  auto& pr = it->second;
+  progress* found = follower_progress(from);
+  if (!found) return;
+  auto& pr = *found;
   pr.recent_active = true;
   if (m.index > pr.match) {
     pr.match = std::min(m.index, last_index());
@@ -641,6 +639,12 @@ void machine::on_timeout_now(int64_t now, const node_id& from, const timeout_now
   if (role_ == role::leader || !is_voter(config_.self)) return;
   out.events.push_back({"transfer_started", term_, last_index(), from});
   become_candidate(now, /*transfer=*/true, out);
+}
+
+machine::progress* machine::follower_progress(const node_id& id) {
+  if (role_ != role::leader) return nullptr;
+  auto it = progress_.find(id);
+  return it == progress_.end() ? nullptr : &it->second;
 }
 
 // ---- replication --------------------------------------------------------------------------------

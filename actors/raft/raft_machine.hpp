@@ -208,6 +208,7 @@ private:
                             ready& out);
   void on_timeout_now(int64_t now, const node_id& from, const timeout_now& m, ready& out);
 
+  progress* follower_progress(const node_id& id);  // leader only; nullptr otherwise
   void append_local(entry e, ready& out);
   void truncate_local(index_t from, ready& out);
   void send_append(int64_t now, const node_id& to, progress& pr, ready& out);
