@@ -9,6 +9,11 @@ namespace cmesh::services {
 
 inline constexpr uint16_t peer = 1;    // first protocol: join, peer exchange, ping (actors/peer)
 inline constexpr uint16_t kv = 3;      // key/value and registrar client protocol (actors/kv)
+inline constexpr uint16_t rmb = 4;         // reliable message bus: signed envelopes between twins (actors/rmb)
+inline constexpr uint16_t swim = 5;        // imAlive membership: probes, suspicion, dissemination (actors/swim)
+inline constexpr uint16_t gossip = 6;      // cached tag gossip search (actors/gossip)
+inline constexpr uint16_t reputation = 7;  // endorsements and reports (actors/reputation)
+inline constexpr uint16_t aggregator = 8;  // tag -> agent directories (actors/aggregator)
 inline constexpr uint16_t bench = 90;  // benchmark workloads: echo and flood (actors/bench)
 
 // Raft groups: group g (0 <= g < raft_groups_max) speaks on service raft_group_base + g, so
