@@ -52,6 +52,8 @@ struct replica_state {
   machine sm;
   raft::ready pending;
   bool flush_scheduled = false;
+  raft::hard_state durable;  // the hard state last made durable (term and vote matter here)
+  bool commit_unsaved = false;  // the commit index moved since `durable` was written
   raft::index_t applied = 0;
   raft::index_t snapshot_index = 0;
   std::map<raft::index_t, pending_write> writes;
@@ -205,6 +207,33 @@ void flush(replica_actor* self) {
   auto& st = self->state;
   st.flush_scheduled = false;
   auto& r = st.pending;
+  // A leader's appends may leave before its own disk write (Raft thesis §10.2.1): the leader
+  // counts itself toward a quorum only when it steps the followers' answers, which happens in a
+  // later handler, after this flush has synced. So the followers' disk writes overlap the
+  // leader's. Only when term and vote are already durable: the messages carry the term, and a
+  // vote must never leave before it is stored.
+  bool term_durable = !r.hard_state_changed ||
+                      (r.state.term == st.durable.term && r.state.vote == st.durable.vote);
+  std::vector<bool> sent_early(r.messages.size(), false);
+  if (term_durable && st.raft->current_role() == raft::role::leader) {
+    for (size_t i = 0; i < r.messages.size(); ++i) {
+      if (!std::holds_alternative<raft::append_request>(r.messages[i].message)) continue;
+      send_raft(self, r.messages[i]);
+      sent_early[i] = true;
+    }
+  }
+  // The commit index is volatile state in Raft (§5, Figure 2): a ready that changes nothing but
+  // the commit index needs no disk write of its own. It rides along with the next one; a restart
+  // before that only re-learns the commit index from the leader.
+  bool commit_only = r.hard_state_changed && term_durable && !r.snapshot && !r.truncate_from &&
+                     r.append.empty();
+  if (commit_only) {
+    st.commit_unsaved = true;
+    r.hard_state_changed = false;
+  } else if (st.commit_unsaved && r.must_persist()) {
+    r.hard_state_changed = true;
+    r.state = st.raft->current_hard_state();
+  }
   if (st.log && r.must_persist()) {
     auto s = st.log->persist(r, st.raft->current_hard_state());
     if (!s.ok()) {
@@ -216,8 +245,13 @@ void flush(replica_actor* self) {
       return;
     }
   }
+  if (r.hard_state_changed) {
+    st.durable = r.state;
+    st.commit_unsaved = false;
+  }
   if (st.ctx.observer) st.ctx.observer->on_persisted(st.ctx.self, st.ctx.group, r, *st.raft);
-  for (const auto& m : r.messages) send_raft(self, m);
+  for (size_t i = 0; i < r.messages.size(); ++i)
+    if (!sent_early[i]) send_raft(self, r.messages[i]);
   if (r.snapshot) {
     restore_snapshot(self, *r.snapshot);
     for (auto it = st.writes.begin(); it != st.writes.end() && it->first <= st.applied;) {
@@ -424,6 +458,7 @@ caf::behavior replica(replica_actor* self, caf::actor transport, replica_context
         st.failed = true;
       } else {
         restored = std::move(*loaded);
+        st.durable = restored.state;
       }
     }
   }

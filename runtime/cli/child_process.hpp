@@ -21,4 +21,10 @@ struct child_process {
 bool spawn_self(const std::vector<std::string>& args, bool merge_stderr, bool own_process_group,
                 child_process& out);
 
+// Runs `program` (a path; "/proc/self/exe" for this binary, with argv[0] = "cmesh") with `args`,
+// stdout and stderr appended to `log_path`, stdin from /dev/null, in its own process group.
+// Returns the pid, or -1 if it could not be started.
+pid_t spawn_logged(const std::string& program, const std::vector<std::string>& args,
+                   const std::string& log_path);
+
 }  // namespace cmesh::cli

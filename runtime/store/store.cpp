@@ -169,7 +169,9 @@ result<store::write_txn> store::begin_write() {
 
 status store::sync() {
   if (env_ == nullptr) return error{errc::closed, "store " + directory_ + " is closed"};
-  if (!options_.simulate_crashes) {
+  // Durable mode: every commit was already synced (data pages, then the meta page), so another
+  // flush here would only cost a device round trip.
+  if (!options_.simulate_crashes && !options_.durable) {
     const int rc = mdb_env_sync(env_, 1);
     if (rc != 0) return lmdb_error("cannot sync store " + directory_, rc);
   }

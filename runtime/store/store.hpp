@@ -137,8 +137,9 @@ public:
   // storage_error.
   result<write_txn> begin_write();
 
-  // Durability point: flushes to disk (mdb_env_sync, force). In simulate_crashes mode everything
-  // committed so far survives a later simulate_crash(). Errors: storage_error, io_error.
+  // Durability point: flushes to disk (mdb_env_sync, force); a no-op in durable mode, where each
+  // commit is already synced. In simulate_crashes mode everything committed so far survives a
+  // later simulate_crash(). Errors: storage_error, io_error.
   status sync();
 
   // Simulation only. REQUIRES: options.simulate_crashes and no open transaction.
