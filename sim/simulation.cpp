@@ -25,7 +25,7 @@ namespace cmesh::sim {
 
 namespace {
 
-enum class node_action { start, crash, restart, churn };
+enum class node_action { start, crash, restart, churn, nemesis_crash_leader, nemesis_crash_voter };
 
 constexpr std::string_view meta_database = "meta";
 constexpr std::string_view identity_key = "identity_seed";
@@ -62,6 +62,32 @@ public:
   rng churn_random{0};
   int64_t churn_removed = -1;
   void churn();
+  // The reactive faults (fault_profile::nemesis): the replicas report to `watch`, which hands
+  // everything to the checker and lets the nemesis look at the same stream.
+  class replica_watch : public raft::observer {
+  public:
+    explicit replica_watch(impl* owner) : owner_(owner) {}
+    void on_persisted(const node_id& node, uint32_t group, const raft::ready& r,
+                      const raft::machine& m) override {
+      owner_->checker->on_persisted(node, group, r, m);
+      owner_->nemesis_watch(node, r);
+    }
+    void on_applied(const node_id& node, uint32_t group, const raft::entry& e,
+                    uint64_t state_hash) override {
+      owner_->checker->on_applied(node, group, e, state_hash);
+    }
+    void on_restored(const node_id& node, uint32_t group, raft::index_t applied,
+                     uint64_t state_hash) override {
+      owner_->checker->on_restored(node, group, applied, state_hash);
+    }
+
+  private:
+    impl* owner_;
+  };
+  std::unique_ptr<replica_watch> watch;
+  rng nemesis_random{0};
+  void nemesis_watch(const node_id& node, const raft::ready& r);
+  void nemesis_crash(uint32_t index, int64_t restart_max_us);
 
   status setup();
   void run_until(int64_t until_us);
@@ -164,6 +190,8 @@ status simulation::impl::setup() {
       clients.push_back(spawn_kv_client(*system, shared.get(), &history, cc));
     }
     churn_random.reseed(mix_seed(options.seed, 0x636875726e));
+    nemesis_random.reseed(mix_seed(options.seed, 0x6e656d65736973));
+    watch = std::make_unique<replica_watch>(this);
     if (options.raft.churn_us > 0)
       agenda.emplace(options.raft.churn_us, std::make_pair(node_action::churn, 0u));
   }
@@ -241,7 +269,7 @@ void simulation::impl::boot(uint32_t index) {
     for (uint32_t v = 0; v < options.raft.voters; ++v) rs.addresses[raft_voters[v]] = sim_address(v);
     rs.config = options.raft.config;
     rs.snapshot_every = options.raft.snapshot_every;
-    rs.observer = checker.get();
+    rs.observer = watch.get();
     setup.raft = std::move(rs);
   }
   slot.actors = spawn_node_services(*system, simnet, setup);
@@ -335,6 +363,12 @@ void simulation::impl::run_agenda_due() {
       case node_action::start: boot(index); break;
       case node_action::crash: crash(index); break;
       case node_action::churn: churn(); break;
+      case node_action::nemesis_crash_leader:
+        nemesis_crash(index, options.faults.nemesis.leader_restart_max_us);
+        break;
+      case node_action::nemesis_crash_voter:
+        nemesis_crash(index, options.faults.nemesis.vote_restart_max_us);
+        break;
       case node_action::restart:
         if (shared->nodes[index].view.up) break;  // already restarted by hand
         ++restarts;
@@ -404,6 +438,42 @@ void simulation::impl::churn() {
     if (const auto* replica = slot.service(services::kv))
       caf::anon_send(*replica, kv::raft_admin_atom::value, change, raft_voters[who]);
   }
+}
+
+// The nemesis sees every ready a replica made durable, before its messages leave. A crash it
+// schedules runs 1us or more later, so the answers of this ready (a granted vote, the first
+// appends) are on their way first.
+void simulation::impl::nemesis_watch(const node_id& node, const raft::ready& r) {
+  const auto& n = options.faults.nemesis;
+  if (!n.enabled() || shared->now_us < n.start_us || shared->now_us >= n.end_us) return;
+  auto it = shared->index_of_node.find(node);
+  if (it == shared->index_of_node.end()) return;
+  uint32_t index = it->second;
+  for (const auto& ev : r.events) {
+    if (ev.kind != "became_leader" || !nemesis_random.chance(n.crash_new_leader)) continue;
+    int64_t delay = 1 + static_cast<int64_t>(nemesis_random.below(
+                            static_cast<uint64_t>(std::max<int64_t>(1, n.leader_crash_delay_max_us))));
+    agenda.emplace(shared->now_us + delay, std::make_pair(node_action::nemesis_crash_leader, index));
+  }
+  for (const auto& out : r.messages) {
+    const auto* vote = std::get_if<raft::vote_response>(&out.message);
+    if (!vote || !vote->granted || vote->pre_vote) continue;
+    if (nemesis_random.chance(n.crash_after_vote))
+      agenda.emplace(shared->now_us + 1, std::make_pair(node_action::nemesis_crash_voter, index));
+    break;
+  }
+}
+
+void simulation::impl::nemesis_crash(uint32_t index, int64_t restart_max_us) {
+  if (!shared->nodes[index].view.up) return;
+  // Never take down more than a minority of the voters: the group must be able to go on.
+  uint32_t down = 0;
+  for (uint32_t i = 0; i < options.raft.voters; ++i) down += shared->nodes[i].view.up ? 0 : 1;
+  if (index < options.raft.voters && down + 1 > (options.raft.voters - 1) / 2) return;
+  crash(index);
+  int64_t after = 1 + static_cast<int64_t>(
+                          nemesis_random.below(static_cast<uint64_t>(std::max<int64_t>(1, restart_max_us))));
+  agenda.emplace(shared->now_us + after, std::make_pair(node_action::restart, index));
 }
 
 void simulation::impl::shutdown_all() {
@@ -602,6 +672,8 @@ std::string replay_command(const simulation_options& o) {
     if (o.raft.churn_us > 0) cmd += " --churn " + format_duration_us(o.raft.churn_us);
     if (!rc.pre_vote) cmd += " --no-pre-vote";
     if (!rc.check_quorum) cmd += " --no-check-quorum";
+    // The flag stands for standard_raft_nemesis over [1 s, 80% of the run), as `cmesh sim` sets it.
+    if (f.nemesis.enabled()) cmd += " --raft-nemesis";
     if (rc.bug != raft::planted_bug::none)
       cmd += std::string(" --raft-planted-bug ") + raft::planted_bug_name(rc.bug);
   }

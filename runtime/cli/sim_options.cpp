@@ -22,6 +22,8 @@ command_spec sim_command_spec() {
       {"partition", "SPEC", "START-END:A/B (both ways), START-END:A>B (one way), START-END:A (A vs rest)", "", true},
       {"crash", "SPEC", "NODE@TIME or NODE@TIME+RESTART_AFTER, e.g. 3@5s+4s", "", true},
       {"random-faults", "", "add a seeded storm of loss, duplication, reordering, partitions (some one-way) and crashes with restarts; the replay line spells it out", ""},
+      {"election-faults", "", "add a seeded storm aimed at elections: short partitions, frequent crashes with quick restarts, much reordering, plus --raft-nemesis; the replay line spells it out", ""},
+      {"raft-nemesis", "", "reactive faults (with --raft): crash new leaders within a few round trips, crash voters right after they grant a vote; restart them quickly", ""},
       {"data", "DIR", "keep node storage in DIR instead of a temporary folder", ""},
       {"keep-data", "", "do not delete the temporary storage folder at the end", ""},
       {"no-storage", "", "run without LMDB (protocol only; crashes then lose all state)", ""},
@@ -118,6 +120,18 @@ result<sim::simulation_options> sim_options_from(const parsed_options& p, uint64
     for (auto& part : storm.partitions) o.faults.partitions.push_back(std::move(part));
     for (auto& c : storm.crashes) o.faults.crashes.push_back(c);
   }
+  if (p.has("election-faults")) {
+    auto storm = sim::election_fault_storm(o.seed, o.nodes, 1'000'000, o.duration_us * 4 / 5);
+    o.faults.latency = storm.latency;
+    o.faults.loss = std::max(o.faults.loss, storm.loss);
+    o.faults.duplicate = std::max(o.faults.duplicate, storm.duplicate);
+    o.faults.reorder = std::max(o.faults.reorder, storm.reorder);
+    for (auto& part : storm.partitions) o.faults.partitions.push_back(std::move(part));
+    for (auto& c : storm.crashes) o.faults.crashes.push_back(c);
+  }
+  if (p.has("raft-nemesis") || p.has("election-faults"))
+    o.faults.nemesis = sim::standard_raft_nemesis(o.faults.latency.latency_us_median, 1'000'000,
+                                                  o.duration_us * 4 / 5);
   o.data_directory = p.get("data");
   o.keep_data = p.has("keep-data");
   o.use_storage = !p.has("no-storage");

@@ -213,3 +213,64 @@ fault_profile random_fault_storm(uint64_t seed, uint32_t nodes, int64_t start_us
 }
 
 }  // namespace cmesh::sim
+
+namespace cmesh::sim {
+
+raft_nemesis standard_raft_nemesis(int64_t latency_median_us, int64_t start_us, int64_t end_us) {
+  raft_nemesis n;
+  n.start_us = start_us;
+  n.end_us = end_us;
+  int64_t median = std::max<int64_t>(1, latency_median_us);
+  n.crash_new_leader = 0.5;
+  n.leader_crash_delay_max_us = 3 * median;
+  n.leader_restart_max_us = 300'000;
+  n.crash_after_vote = 1.0 / 3;
+  n.vote_restart_max_us = 4 * median;
+  return n;
+}
+
+fault_profile election_fault_storm(uint64_t seed, uint32_t nodes, int64_t start_us,
+                                   int64_t end_us) {
+  rng r(mix_seed(seed, 0x656c656374));
+  fault_profile f;
+  f.latency.latency_us_median = 1000 + static_cast<int64_t>(r.below(4000));
+  f.latency.latency_spread = 0.8 + r.unit() * 0.7;
+  f.loss = r.unit() * 0.03;
+  f.duplicate = r.unit() * 0.02;
+  f.reorder = 0.05 + r.unit() * 0.20;
+  f.nemesis = standard_raft_nemesis(f.latency.latency_us_median, start_us, end_us);
+  if (nodes < 2 || end_us <= start_us) return f;
+  auto random_set = [&](uint32_t size) {
+    std::vector<uint32_t> all(nodes);
+    for (uint32_t i = 0; i < nodes; ++i) all[i] = i;
+    for (uint32_t i = 0; i + 1 < nodes; ++i) std::swap(all[i], all[i + r.below(nodes - i)]);
+    all.resize(size);
+    std::sort(all.begin(), all.end());
+    return all;
+  };
+  // Short partitions, one every 0.4-1.6 s, lasting 0.1-0.8 s, cutting off one node or (five or
+  // more nodes) two: long enough to depose a leader, short enough that it comes back with what it
+  // appended alone.
+  for (int64_t t = start_us + static_cast<int64_t>(r.below(800'000)); t < end_us;
+       t += 400'000 + static_cast<int64_t>(r.below(1'200'000))) {
+    partition p;
+    p.start_us = t;
+    p.end_us = std::min(end_us, t + 100'000 + static_cast<int64_t>(r.below(700'000)));
+    uint32_t cut = nodes >= 5 && r.chance(0.5) ? 2 : 1;
+    p.from_side = random_set(cut);
+    f.partitions.push_back(std::move(p));
+  }
+  // Crashes: one every 0.5-2 s, restarting after 20-400 ms.
+  for (int64_t t = start_us + static_cast<int64_t>(r.below(1'000'000)); t < end_us;
+       t += 500'000 + static_cast<int64_t>(r.below(1'500'000))) {
+    crash c;
+    c.node = static_cast<uint32_t>(r.below(nodes));
+    c.at_us = t;
+    c.restart_after_us = 20'000 + static_cast<int64_t>(r.below(380'000));
+    c.restart_after_us = std::min(c.restart_after_us, std::max<int64_t>(1, end_us - t));
+    f.crashes.push_back(c);
+  }
+  return f;
+}
+
+}  // namespace cmesh::sim

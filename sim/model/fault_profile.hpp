@@ -38,6 +38,27 @@ struct crash {
   int64_t restart_after_us = -1;
 };
 
+// Faults that react to what the Raft replicas do, at the moments elections are most fragile
+// (in the spirit of FoundationDB's BUGGIFY and Jepsen's targeted nemeses): a replica that has just
+// become leader is crashed a few round trips later (so it replicated to some followers, not all),
+// and a replica that has just granted a vote is crashed the moment the answer has left and
+// restarted a few milliseconds later (while other candidates of the same term still ask). The
+// decisions come from the simulation's own seeded generator; crashed replicas always restart; a
+// crash that would leave less than a majority of the voters up is skipped. A correct replica
+// survives all of it: it made the vote and its entries durable before answering.
+struct raft_nemesis {
+  int64_t start_us = 0;                    // active in [start_us, end_us)
+  int64_t end_us = 0;
+  double crash_new_leader = 0;             // probability a replica that became leader is crashed
+  int64_t leader_crash_delay_max_us = 0;   // ...after a delay uniform in [1us, this]
+  int64_t leader_restart_max_us = 0;       // ...and restarted within (0, this]
+  double crash_after_vote = 0;             // probability a replica that granted a vote is crashed
+  int64_t vote_restart_max_us = 0;         // ...and restarted within (0, this]
+  bool enabled() const {
+    return end_us > start_us && (crash_new_leader > 0 || crash_after_vote > 0);
+  }
+};
+
 struct fault_profile {
   latency_model latency;
   double loss = 0;        // probability a message is lost
@@ -45,6 +66,7 @@ struct fault_profile {
   double reorder = 0;     // probability a message gets extra delay (so later ones overtake it)
   std::vector<partition> partitions;
   std::vector<crash> crashes;
+  raft_nemesis nemesis;   // only acts on Raft replicas (simulation_options::raft)
 };
 
 // "250ms", "10s", "2m", "1500us", plain number = milliseconds.
@@ -72,5 +94,22 @@ namespace cmesh::sim {
 // --random-faults`, the test suite's 200 seeds and `cmesh bench raft-sim`). The generated
 // schedule is spelled out in the replay command, so a run replays without this function.
 fault_profile random_fault_storm(uint64_t seed, uint32_t nodes, int64_t start_us, int64_t end_us);
+
+// The nemesis `cmesh sim --raft-nemesis` switches on, active in [start_us, end_us): new leaders
+// are crashed with probability 1/2 within three median latencies (a round trip or so: the no-op
+// and the first entries reached some followers, not all) and restarted within 300 ms; a voter is
+// crashed with probability 1/3 right after granting a vote and restarted within four median
+// latencies. Its constants depend only on the median latency, which the replay command spells.
+raft_nemesis standard_raft_nemesis(int64_t latency_median_us, int64_t start_us, int64_t end_us);
+
+// A storm aimed at elections and at the commitment of entries from earlier terms (`cmesh sim
+// --election-faults`, docs/raft.md "Planted bugs"). Compared with random_fault_storm: short
+// latencies with a wide spread and much reordering (candidates of one term reach voters in either
+// order), little loss, frequent short partitions that cut one or two nodes off, frequent crashes
+// with quick restarts, and standard_raft_nemesis over the same window. Meant to run with a
+// narrow election timeout (many concurrent candidates, split votes) and one entry per append
+// (a new leader brings a follower up one entry at a time, so entries of an earlier term reach a
+// majority before its own no-op does): election_storm_raft_settings.
+fault_profile election_fault_storm(uint64_t seed, uint32_t nodes, int64_t start_us, int64_t end_us);
 
 }  // namespace cmesh::sim
