@@ -1,51 +1,31 @@
 // cmesh kv / cmesh name: a one-shot client of the replicated key/value service and registrar
 // (actors/kv). It runs its own small actor system with the real transport, authenticates to one
 // node with the handshake (the node learns the caller's identity from it, never from the
-// request), sends one kv::request envelope and prints the kv::response with that correlation.
+// request), sends one kv::request envelope and prints the kv::response with that correlation
+// (runtime/cli/client_exchange.hpp).
 //
 // A follower forwards the request to the leader itself, so any member normally answers. A 503
 // that names a leader and its address is retried once, with the same (client_id, sequence), so
 // a write that did apply is not applied twice.
-//
-// The client's transport listens on 127.0.0.1:0 (the transport always listens) and advertises
-// that address in the handshake, so the node's peer service adds the client as a peer. The
-// client says goodbye (peer protocol) before it closes, which removes it again at once; a node
-// that shared it with others meanwhile only loses a few dial attempts and log lines.
 #include <unistd.h>
 
-#include <chrono>
 #include <cstdio>
-#include <future>
-#include <memory>
-#include <mutex>
-#include <set>
+#include <optional>
 #include <string>
-#include <thread>
-
-#include <caf/all.hpp>
-#include <caf/io/all.hpp>
-#include <sodium.h>
 
 #include "messages/codec.hpp"
 #include "messages/kv_messages.hpp"
-#include "messages/peer_messages.hpp"
-#include "messages/seam.hpp"
 #include "messages/services.hpp"
+#include "runtime/cli/client_exchange.hpp"
 #include "runtime/cli/commands.hpp"
 #include "runtime/cli/options.hpp"
 #include "runtime/core/address.hpp"
-#include "runtime/core/event_sink.hpp"
 #include "runtime/crypto/identity.hpp"
-#include "runtime/net/transport.hpp"
 #include "sim/model/fault_profile.hpp"
 
 namespace cmesh::cli {
 
 namespace {
-
-inline constexpr int exit_unreachable = 3;  // timeout, cannot connect, connection lost
-
-using client_timeout_atom = caf::atom_constant<caf::atom("cl_tmo")>;
 
 std::vector<option_spec> common_options(const std::string& identity_help) {
   return {
@@ -106,244 +86,46 @@ command_spec name_spec() {
   return spec;
 }
 
-// ---- the request session ----------------------------------------------------------------------
-
-enum class outcome_kind { answered, timeout, cannot_connect, lost };
+// ---- one request --------------------------------------------------------------------------------
 
 struct outcome {
-  outcome_kind kind = outcome_kind::timeout;
-  kv::response response;
-  std::string message;  // for anything but `answered`
+  exchange_outcome exchange;
+  kv::response response;  // when exchange.kind == answered
 };
 
-// Transport events: remembered for error messages, printed with --verbose.
-class client_sink : public event_sink {
-public:
-  explicit client_sink(bool verbose) : verbose_(verbose) {}
-  void record(const node_event& event) override {
-    std::lock_guard<std::mutex> guard(mutex_);
-    std::string text = std::string(event.service) + " " + std::string(event.kind);
-    if (!event.peer.is_zero()) text += " peer=" + did_from_node_id(event.peer);
-    if (!event.detail.empty()) text += " " + std::string(event.detail);
-    if (verbose_) std::fprintf(stderr, "cmesh: %s\n", text.c_str());
-    if (event.kind == "connection_closed" || event.kind == "dial_failed") last_failure_ = text;
-  }
-  std::string last_failure() {
-    std::lock_guard<std::mutex> guard(mutex_);
-    return last_failure_;
-  }
-
-private:
-  std::mutex mutex_;
-  bool verbose_;
-  std::string last_failure_;
-};
-
-struct session_params {
-  caf::actor transport;
-  node_id self;
-  std::string address;   // where to reach the node
-  node_id pinned;        // zero = whoever answers there
-  kv::request request;
-  int64_t timeout_us = 5'000'000;
-  std::shared_ptr<std::promise<outcome>> done;
-};
-
-struct session_state {
-  static inline const char* name = "cmesh.kv_client";
-  session_params p;
-  node_id target;          // the node the request went to; zero until known
-  std::string target_address;
-  uint64_t correlation = 0;
-  bool retried = false;
-  bool finished = false;
-  std::set<node_id> connected;  // to say goodbye to
-};
-
-using session_actor = caf::stateful_actor<session_state>;
-
-uint64_t random_nonzero() {
-  uint64_t value = 0;
-  while (value == 0) randombytes_buf(&value, sizeof value);
-  return value;
-}
-
-void finish(session_actor* self, outcome result) {
-  auto& st = self->state;
-  if (st.finished) return;
-  st.finished = true;
-  // Leave the nodes' peer tables before the answer is handed over (and the transport closed).
-  for (const auto& peer : st.connected) {
-    auto bye = encode_message(st.p.self, 0, cmesh::peer::goodbye{0});
-    if (bye) self->send(st.p.transport, send_atom::value, peer, services::peer, std::move(*bye));
-  }
-  st.p.done->set_value(std::move(result));
-  self->quit();
-}
-
-void send_request(session_actor* self) {
-  auto& st = self->state;
-  st.correlation = random_nonzero();
-  auto encoded = encode_message(st.p.self, st.correlation, st.p.request);
-  if (!encoded) {
-    outcome failed;
-    failed.kind = outcome_kind::answered;
-    failed.response.status = 413;
-    failed.response.reason = "request cannot be encoded: " + encoded.err().describe();
-    return finish(self, std::move(failed));
-  }
-  self->send(st.p.transport, send_atom::value, st.target, services::kv, std::move(*encoded));
-}
-
-void on_response(session_actor* self, const node_id& from, const bytes& data) {
-  auto& st = self->state;
-  auto env = decode_envelope(data.data(), data.size());
-  if (!env || env->type != kv::response::type_id || env->correlation != st.correlation ||
-      st.correlation == 0)
-    return;  // not the answer we wait for (late, or another message)
-  auto response = decode_payload<kv::response>(*env);
-  if (!response) return;
-  // A node that does not know the leader's address cannot forward; it names the leader instead.
-  if (response->status == 503 && !st.retried && response->leader.size() == 32 &&
-      !response->leader_address.empty() && parse_net_address(response->leader_address)) {
-    auto leader = node_id::from_bytes(response->leader.data());
-    if (leader != from && leader != st.p.self) {
-      st.retried = true;
-      st.target = leader;
-      st.target_address = response->leader_address;
-      self->send(st.p.transport, introduce_atom::value, leader, response->leader_address);
-      return send_request(self);  // same client_id and sequence: deduplicated if it applied
-    }
-  }
-  outcome answered;
-  answered.kind = outcome_kind::answered;
-  answered.response = std::move(*response);
-  finish(self, std::move(answered));
-}
-
-caf::behavior session(session_actor* self, session_params params) {
-  auto& st = self->state;
-  st.p = std::move(params);
-  self->set_default_handler(caf::drop);
-  self->send(st.p.transport, register_atom::value, services::kv, caf::actor{self});
-  st.target_address = st.p.address;
-  if (!st.p.pinned.is_zero()) {
-    // Known identity: the transport dials the address (pinned to it) when the first frame waits.
-    st.target = st.p.pinned;
-    self->send(st.p.transport, introduce_atom::value, st.target, st.p.address);
-    send_request(self);
-  } else {
-    self->send(st.p.transport, dial_atom::value, st.p.address, node_id{});
-  }
-  self->delayed_send(self, std::chrono::microseconds(st.p.timeout_us), client_timeout_atom::value);
-  return {
-    [=](peer_up_atom, const node_id& peer, const std::string&) {
-      auto& s = self->state;
-      s.connected.insert(peer);
-      if (s.target.is_zero() && peer != s.p.self) {
-        s.target = peer;
-        send_request(self);
-      }
-    },
-    [=](peer_down_atom, const node_id& peer) {
-      auto& s = self->state;
-      s.connected.erase(peer);
-      if (peer != s.target || s.correlation == 0) return;
-      outcome lost;
-      lost.kind = outcome_kind::lost;
-      lost.message = "the connection to " + s.target_address +
-                     " closed before an answer (if this was a write, it may or may not have applied)";
-      finish(self, std::move(lost));
-    },
-    [=](dial_failed_atom, const std::string& address, const std::string& reason) {
-      outcome failed;
-      failed.kind = outcome_kind::cannot_connect;
-      failed.message = "cannot connect to " + address + ": " + reason;
-      finish(self, std::move(failed));
-    },
-    [=](deliver_atom, const node_id& from, uint16_t service, const bytes& data) {
-      if (service == services::kv) on_response(self, from, data);
-    },
-    [=](client_timeout_atom) {
-      auto& s = self->state;
-      outcome late;
-      late.kind = outcome_kind::timeout;
-      late.message = s.target.is_zero()
-                         ? "no connection to " + s.target_address + " (timed out)"
-                         : "no answer from " + s.target_address +
-                               " (timed out; if this was a write, it may or may not have applied)";
-      finish(self, std::move(late));
-    },
-  };
-}
-
-// Runs one request against the node; never blocks longer than about timeout_us.
+// Runs one request against the node. A 503 that names a leader and its address is retried
+// there once, with the same (client_id, sequence), so a write that did apply is not applied twice.
 outcome run_request(const identity& me, const seed_spec& node, const kv::request& request,
                     int64_t timeout_us, bool verbose) {
-  // Leaked on purpose like the actor system below: transport threads may still report to it.
-  auto& sink = *new client_sink(verbose);
-  caf::actor_system_config config;
-  config.load<caf::io::middleman>();
-  config.set("logger.file-verbosity", caf::atom("quiet"));
-  config.set("logger.console-verbosity", caf::atom("quiet"));
-  config.set("middleman.heartbeat-interval", caf::timespan{0});
-  // The actor system is never destroyed: the caller _exits, so a dialer blocked in connect()
-  // cannot hold the process up after the answer or the timeout.
-  auto* system = new caf::actor_system{config};
-
-  transport_config transport_cfg;
-  transport_cfg.self = me.public_key;
-  transport_cfg.secret_key = me.secret_key;
-  transport_cfg.listen_host = "127.0.0.1";
-  transport_cfg.listen_port = 0;
-  transport_cfg.events = &sink;
-  transport_cfg.jitter_seed = randombytes_random();
-  auto transport = start_transport(*system, transport_cfg);
-  if (!transport) {
-    outcome failed;
-    failed.kind = outcome_kind::cannot_connect;
-    failed.message = "cannot start the client transport: " + transport.err().message;
-    return failed;
-  }
-  auto manager = transport->first;
-
-  session_params params;
-  params.transport = manager;
-  params.self = me.public_key;
-  params.address = node.address;
-  params.pinned = node.pinned;
-  params.request = request;
-  params.timeout_us = timeout_us;
-  params.done = std::make_shared<std::promise<outcome>>();
-  auto future = params.done->get_future();
-  system->spawn(session, std::move(params));
-
+  exchange_request exchange;
+  exchange.service = services::kv;
+  exchange.reply_type = kv::response::type_id;
+  exchange.timeout_us = timeout_us;
+  exchange.verbose = verbose;
+  exchange.encode = [request](const node_id& self, uint64_t correlation) {
+    return encode_message(self, correlation, request);
+  };
+  exchange.judge = [](const node_id&, const envelope& reply) {
+    reply_decision decision;
+    auto response = decode_payload<kv::response>(reply);
+    // A node that does not know the leader's address cannot forward; it names the leader instead.
+    if (response && response->status == 503 && response->leader.size() == 32 &&
+        !response->leader_address.empty()) {
+      decision.what = reply_decision::action::redirect;
+      decision.redirect_to = node_id::from_bytes(response->leader.data());
+      decision.redirect_address = response->leader_address;
+    }
+    return decision;
+  };
   outcome result;
-  if (future.wait_for(std::chrono::microseconds(timeout_us) + std::chrono::seconds(2)) ==
-      std::future_status::ready) {
-    result = future.get();
-  } else {
-    result.kind = outcome_kind::timeout;
-    result.message = "no answer from " + node.address + " (timed out)";
-  }
-  if (result.kind == outcome_kind::timeout) {
-    auto why = sink.last_failure();
-    if (!why.empty()) result.message += " [last transport event: " + why + "]";
-  }
-  // Close the connections politely (goodbye and queued frames written first), for at most
-  // half a second, before the caller exits.
-  {
-    caf::scoped_actor self{*system};
-    self->request(manager, std::chrono::seconds(1), shutdown_atom::value)
-        .receive([](caf::atom_value) {}, [](const caf::error&) {});
-    auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(500);
-    while (std::chrono::steady_clock::now() < deadline) {
-      bool closed = false;
-      self->request(manager, std::chrono::milliseconds(200), status_atom::value)
-          .receive([&](const std::string& text) { closed = text.rfind("connections=0 ", 0) == 0; },
-                   [&](const caf::error&) { closed = true; });
-      if (closed) break;
-      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  result.exchange = run_exchange(me, node, std::move(exchange));
+  if (result.exchange.kind == exchange_kind::answered) {
+    auto response = decode_payload<kv::response>(result.exchange.reply);
+    if (response) {
+      result.response = std::move(*response);
+    } else {
+      result.response.status = 500;
+      result.response.reason = "undecodable answer: " + response.err().describe();
     }
   }
   return result;
@@ -367,10 +149,7 @@ const char* status_text(uint16_t status) {
 
 // Prints the outcome; returns the exit code.
 int report(const outcome& result, kv::op operation) {
-  if (result.kind != outcome_kind::answered) {
-    std::fprintf(stderr, "%s\n", result.message.c_str());
-    return exit_unreachable;
-  }
+  if (result.exchange.kind != exchange_kind::answered) return report_unreachable(result.exchange);
   const auto& r = result.response;
   std::string reason = r.reason.empty() ? status_text(r.status) : r.reason;
   if (r.status >= 200 && r.status < 300) {

@@ -1,0 +1,62 @@
+// A one-shot client exchange with one node over the real transport, for the command-line clients
+// (cmesh kv, cmesh name, cmesh rmb, cmesh search). It runs a small actor system of its own,
+// authenticates to the node with the handshake (so the node learns the caller's identity from
+// the transport, never from the request), sends one request envelope to a service and waits for
+// the envelope of the expected type with the same correlation.
+//
+// The client's transport listens on 127.0.0.1:0 (the transport always listens) and advertises
+// that address in the handshake, so the node's peer service adds the client as a peer. The
+// client says goodbye (peer protocol) before it closes, which removes it again at once.
+//
+// run_exchange never blocks much longer than the timeout. The actor system is leaked on purpose:
+// callers _exit after printing, so a dialer blocked in connect() cannot hold the process up.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+
+#include "messages/codec.hpp"
+#include "runtime/core/address.hpp"
+#include "runtime/crypto/identity.hpp"
+
+namespace cmesh::cli {
+
+inline constexpr int exit_unreachable = 3;  // timeout, cannot connect, connection lost
+
+enum class exchange_kind { answered, timeout, cannot_connect, lost };
+
+struct exchange_outcome {
+  exchange_kind kind = exchange_kind::timeout;
+  node_id from;
+  envelope reply;        // when answered
+  std::string message;   // otherwise: what went wrong, for the user
+};
+
+// What to do with an answer of the expected type and correlation.
+struct reply_decision {
+  enum class action { accept, redirect } what = action::accept;
+  node_id redirect_to;            // redirect: send the same request (same bytes) to this node,
+  std::string redirect_address;   // ...at this address, once
+};
+
+struct exchange_request {
+  uint16_t service = 0;
+  uint16_t reply_type = 0;
+  // The request envelope for this correlation (called once per send; a redirect re-encodes).
+  std::function<result<bytes>(const node_id& self, uint64_t correlation)> encode;
+  // Optional: inspect an answer before it is accepted (e.g. 503 naming a leader -> redirect).
+  std::function<reply_decision(const node_id& from, const envelope& reply)> judge;
+  int64_t timeout_us = 5'000'000;
+  bool verbose = false;  // print transport events on stderr
+};
+
+exchange_outcome run_exchange(const identity& me, const seed_spec& node, exchange_request request);
+
+// A random 64-bit value other than 0 (correlations, client ids). Real mode only.
+uint64_t random_nonzero();
+
+// For a failed exchange: prints the message on stderr and returns exit_unreachable.
+int report_unreachable(const exchange_outcome& outcome);
+
+}  // namespace cmesh::cli
