@@ -70,7 +70,7 @@ public:
     void on_persisted(const node_id& node, uint32_t group, const raft::ready& r,
                       const raft::machine& m) override {
       owner_->checker->on_persisted(node, group, r, m);
-      owner_->nemesis_watch(node, r);
+      owner_->nemesis_watch(node, r, m);
     }
     void on_applied(const node_id& node, uint32_t group, const raft::entry& e,
                     uint64_t state_hash) override {
@@ -86,7 +86,8 @@ public:
   };
   std::unique_ptr<replica_watch> watch;
   rng nemesis_random{0};
-  void nemesis_watch(const node_id& node, const raft::ready& r);
+  std::vector<uint64_t> nemesis_first_commit;  // per node: the last term it committed in as leader
+  void nemesis_watch(const node_id& node, const raft::ready& r, const raft::machine& m);
   void nemesis_crash(uint32_t index, int64_t restart_max_us);
 
   status setup();
@@ -440,26 +441,42 @@ void simulation::impl::churn() {
   }
 }
 
-// The nemesis sees every ready a replica made durable, before its messages leave. A crash it
-// schedules runs 1us or more later, so the answers of this ready (a granted vote, the first
-// appends) are on their way first.
-void simulation::impl::nemesis_watch(const node_id& node, const raft::ready& r) {
+// The nemesis sees every ready a replica made durable. It runs inside the replica's flush, after
+// the persist step and before the messages are handed to the network. A crash it schedules at the
+// current instant runs as soon as that flush returns, before the simulated network took any of the
+// messages (they are dropped, as unsent data is in a real crash); one scheduled 1us later runs
+// after they left.
+void simulation::impl::nemesis_watch(const node_id& node, const raft::ready& r,
+                                     const raft::machine& m) {
   const auto& n = options.faults.nemesis;
   if (!n.enabled() || shared->now_us < n.start_us || shared->now_us >= n.end_us) return;
   auto it = shared->index_of_node.find(node);
   if (it == shared->index_of_node.end()) return;
   uint32_t index = it->second;
-  for (const auto& ev : r.events) {
-    if (ev.kind != "became_leader" || !nemesis_random.chance(n.crash_new_leader)) continue;
-    int64_t delay = 1 + static_cast<int64_t>(nemesis_random.below(
-                            static_cast<uint64_t>(std::max<int64_t>(1, n.leader_crash_delay_max_us))));
-    agenda.emplace(shared->now_us + delay, std::make_pair(node_action::nemesis_crash_leader, index));
+  auto crash_at = [&](int64_t delay, node_action action) {
+    agenda.emplace(shared->now_us + delay, std::make_pair(action, index));
+  };
+  bool became_leader = false;
+  for (const auto& ev : r.events) became_leader |= ev.kind == "became_leader";
+  if (became_leader && nemesis_random.chance(n.crash_new_leader)) {
+    int64_t delay = 0;
+    if (!nemesis_random.chance(1.0 / 3))
+      delay = 1 + static_cast<int64_t>(nemesis_random.below(
+                      static_cast<uint64_t>(std::max<int64_t>(1, n.leader_crash_delay_max_us))));
+    crash_at(delay, node_action::nemesis_crash_leader);
+  }
+  if (m.current_role() == raft::role::leader && !r.committed.empty()) {
+    if (nemesis_first_commit.size() <= index) nemesis_first_commit.resize(index + 1, 0);
+    if (nemesis_first_commit[index] != m.term()) {
+      nemesis_first_commit[index] = m.term();
+      if (nemesis_random.chance(n.crash_after_first_commit))
+        crash_at(0, node_action::nemesis_crash_leader);
+    }
   }
   for (const auto& out : r.messages) {
     const auto* vote = std::get_if<raft::vote_response>(&out.message);
     if (!vote || !vote->granted || vote->pre_vote) continue;
-    if (nemesis_random.chance(n.crash_after_vote))
-      agenda.emplace(shared->now_us + 1, std::make_pair(node_action::nemesis_crash_voter, index));
+    if (nemesis_random.chance(n.crash_after_vote)) crash_at(1, node_action::nemesis_crash_voter);
     break;
   }
 }
@@ -470,9 +487,10 @@ void simulation::impl::nemesis_crash(uint32_t index, int64_t restart_max_us) {
   uint32_t down = 0;
   for (uint32_t i = 0; i < options.raft.voters; ++i) down += shared->nodes[i].view.up ? 0 : 1;
   if (index < options.raft.voters && down + 1 > (options.raft.voters - 1) / 2) return;
+  if (options.verbose) std::printf("[%10.6fs] n%u NEMESIS crash\n", shared->now_us/1e6, index);
   crash(index);
-  int64_t after = 1 + static_cast<int64_t>(
-                          nemesis_random.below(static_cast<uint64_t>(std::max<int64_t>(1, restart_max_us))));
+  int64_t after = 1 + static_cast<int64_t>(nemesis_random.below(
+                          static_cast<uint64_t>(std::max<int64_t>(1, restart_max_us))));
   agenda.emplace(shared->now_us + after, std::make_pair(node_action::restart, index));
 }
 
@@ -534,7 +552,7 @@ void simulation::impl::record(const node_event& event) {
   w.trace.add(hash_bytes(event.kind.data(), event.kind.size(), index) ^ event.peer.prefix64() ^
               static_cast<uint64_t>(event.value));
   if (options.verbose)
-    std::printf("[%10.6fs] n%u %.*s %.*s %s %.*s\n", static_cast<double>(w.now_us) / 1e6, index,
+    std::printf("[%10.6fs] n%u v=%lld %.*s %.*s %s %.*s\n", static_cast<double>(w.now_us) / 1e6, index, (long long)event.value,
                 static_cast<int>(event.service.size()), event.service.data(),
                 static_cast<int>(event.kind.size()), event.kind.data(),
                 event.peer.is_zero() ? "-" : name_of(event.peer).c_str(),

@@ -38,24 +38,31 @@ struct crash {
   int64_t restart_after_us = -1;
 };
 
-// Faults that react to what the Raft replicas do, at the moments elections are most fragile
-// (in the spirit of FoundationDB's BUGGIFY and Jepsen's targeted nemeses): a replica that has just
-// become leader is crashed a few round trips later (so it replicated to some followers, not all),
-// and a replica that has just granted a vote is crashed the moment the answer has left and
-// restarted a few milliseconds later (while other candidates of the same term still ask). The
-// decisions come from the simulation's own seeded generator; crashed replicas always restart; a
-// crash that would leave less than a majority of the voters up is skipped. A correct replica
-// survives all of it: it made the vote and its entries durable before answering.
+// Faults that react to what the Raft replicas do, at the moments elections and commitment are
+// most fragile (in the spirit of FoundationDB's BUGGIFY and Jepsen's targeted nemeses). Each rule
+// fires with its probability, decided by the simulation's own seeded generator:
+//   - a replica that has just become leader is crashed: with probability 1/3 at once, before its
+//     first appends leave (it alone holds its no-op), otherwise within `leader_crash_delay_max_us`
+//     (its appends reached some followers, maybe not a majority);
+//   - a leader that has just advanced its commit index for the first time in its term is crashed
+//     at once, after it applied the entries and before the new commit index leaves it;
+//   - a replica that has just granted a vote is crashed as soon as the answer has left, and comes
+//     back within `vote_restart_max_us` (while other candidates of the same term may still ask).
+// A crash happens after the replica made its ready durable, so a correct replica survives all of
+// it. Crashed leaders restart within `leader_restart_max_us`. A crash that would leave less than
+// a majority of the voters up is skipped.
 struct raft_nemesis {
   int64_t start_us = 0;                    // active in [start_us, end_us)
   int64_t end_us = 0;
-  double crash_new_leader = 0;             // probability a replica that became leader is crashed
-  int64_t leader_crash_delay_max_us = 0;   // ...after a delay uniform in [1us, this]
-  int64_t leader_restart_max_us = 0;       // ...and restarted within (0, this]
-  double crash_after_vote = 0;             // probability a replica that granted a vote is crashed
-  int64_t vote_restart_max_us = 0;         // ...and restarted within (0, this]
+  double crash_new_leader = 0;
+  int64_t leader_crash_delay_max_us = 0;
+  double crash_after_first_commit = 0;
+  int64_t leader_restart_max_us = 0;
+  double crash_after_vote = 0;
+  int64_t vote_restart_max_us = 0;
   bool enabled() const {
-    return end_us > start_us && (crash_new_leader > 0 || crash_after_vote > 0);
+    return end_us > start_us &&
+           (crash_new_leader > 0 || crash_after_first_commit > 0 || crash_after_vote > 0);
   }
 };
 
