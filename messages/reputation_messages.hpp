@@ -1,0 +1,70 @@
+// Wire messages of reputation (actors/reputation, spec in docs/reputation.md).
+// Each is the payload of an envelope with service = services::reputation and type = T::type_id.
+// Keys, hashes and signatures travel as `bytes`; the machine checks their lengths (32, 32, 64) and
+// returns an error value for anything malformed.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include <msgpack.hpp>
+
+#include "messages/node_id.hpp"
+#include "messages/services.hpp"
+
+namespace cmesh::reputation {
+
+// Version of the signed encodings below; it selects the domain tag the signature covers.
+inline constexpr uint8_t signed_format_version = 1;
+
+// "`endorser` accessed the resource whose BLAKE2b-256 hash is `resource_hash`, served by
+// `subject`, at `issued_at_us`." Signed by the endorser over the canonical encoding
+// (docs/reputation.md section 2). Sent by the endorser to the subject, which may show it to
+// anyone; any holder of the endorser's public key can verify it.
+struct endorsement {
+  static constexpr uint16_t service_id = services::reputation;
+  static constexpr uint16_t type_id = 1;
+  uint8_t version = signed_format_version;
+  bytes endorser;       // 32-byte ed25519 public key
+  bytes subject;        // 32-byte ed25519 public key
+  bytes resource_hash;  // 32 bytes
+  int64_t issued_at_us = 0;
+  uint64_t nonce = 0;   // fresh per endorsement: (endorser, nonce) is never accepted twice
+  bytes signature;      // 64 bytes
+  MSGPACK_DEFINE(version, endorser, subject, resource_hash, issued_at_us, nonce, signature);
+};
+
+// Reason codes of a report (what the subject did). Weights in docs/reputation.md section 4.
+enum class report_reason : uint8_t {
+  fraud = 1,          // took payment or goods and did not deliver
+  impersonation = 2,  // claimed another identity or forged signatures
+  spam = 3,           // unsolicited traffic
+  malformed = 4,      // sent malformed or hostile protocol messages
+  unresponsive = 5,   // accepted work and went silent
+};
+inline constexpr uint8_t report_reason_max = 5;
+
+// "`reporter` saw `subject` do `reason`; `evidence_hash` is the BLAKE2b-256 hash of the evidence."
+// Signed by the reporter over the canonical encoding (docs/reputation.md section 2).
+struct report {
+  uint8_t version = signed_format_version;
+  bytes reporter;       // 32 bytes
+  bytes subject;        // 32 bytes
+  uint8_t reason = 0;   // a report_reason
+  bytes evidence_hash;  // 32 bytes
+  int64_t issued_at_us = 0;
+  uint64_t nonce = 0;
+  bytes signature;      // 64 bytes
+  MSGPACK_DEFINE(version, reporter, subject, reason, evidence_hash, issued_at_us, nonce, signature);
+};
+
+// A report spreading through contacts, at most `hops_left` more hops.
+struct report_gossip {
+  static constexpr uint16_t service_id = services::reputation;
+  static constexpr uint16_t type_id = 2;
+  report body;
+  uint8_t hops_left = 0;
+  MSGPACK_DEFINE(body, hops_left);
+};
+
+}  // namespace cmesh::reputation
