@@ -95,4 +95,23 @@ struct envelope_ack {
   MSGPACK_DEFINE(uid, source, status, reason);
 };
 
+// A client asks an agent where a twin lives (client -> agent, answered with twin_location and the
+// same envelope correlation).
+struct locate_twin {
+  static constexpr uint16_t service_id = services::rmb;
+  static constexpr uint16_t type_id = 3;
+  bytes twin;  // 32 bytes
+  MSGPACK_DEFINE(twin);
+};
+
+struct twin_location {
+  static constexpr uint16_t service_id = services::rmb;
+  static constexpr uint16_t type_id = 4;
+  bytes twin;
+  bool found = false;   // false: the agent knows no address for it
+  bytes agent;          // the hosting agent's node key (32 bytes)
+  std::string address;  // where that agent listens
+  MSGPACK_DEFINE(twin, found, agent, address);
+};
+
 }  // namespace cmesh::rmb

@@ -525,7 +525,7 @@ caf::behavior replica(replica_actor* self, caf::actor transport, replica_context
     [=](dial_failed_atom, const std::string&, const std::string&) {},
     [=](status_atom) {
       auto& s = self->state;
-      return std::string("role=") + raft::role_name(s.raft->current_role()) +
+      return std::string("kv role=") + raft::role_name(s.raft->current_role()) +
              " term=" + std::to_string(s.raft->term()) +
              " commit=" + std::to_string(s.raft->commit_index()) +
              " applied=" + std::to_string(s.applied) +

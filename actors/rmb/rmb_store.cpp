@@ -10,6 +10,7 @@ namespace {
 
 constexpr char dedup_prefix = 'd';
 constexpr char outbox_prefix = 'o';
+constexpr char twin_prefix = 't';
 constexpr size_t key_chars = 1 + twin_key_bytes + uid_bytes;
 
 // Optional envelopes are stored as lists of zero or one element.
@@ -120,8 +121,24 @@ result<restored_state> message_store::load() {
   return out;
 }
 
-status message_store::persist(const std::vector<store_op>& ops) {
-  if (ops.empty()) return {};
+status message_store::persist(const std::vector<store_op>& ops) { return persist(ops, {}); }
+
+result<std::map<node_id, bytes>> message_store::load_twin_states() {
+  auto reader = storage_->begin_read();
+  if (!reader) return reader.err();
+  std::map<node_id, bytes> out;
+  auto visited = reader->for_each(db_, [&](std::string_view k, std::string_view v) {
+    if (k.size() == 1 + twin_key_bytes && k[0] == twin_prefix)
+      out[node_id::from_bytes(reinterpret_cast<const uint8_t*>(k.data() + 1))] = bytes(v.begin(), v.end());
+    return true;
+  });
+  if (visited) return visited;
+  return out;
+}
+
+status message_store::persist(const std::vector<store_op>& ops,
+                              const std::vector<twin_write>& twin_states) {
+  if (ops.empty() && twin_states.empty()) return {};
   auto txn = storage_->begin_write();
   if (!txn) return txn.err();
   status st;
@@ -148,6 +165,12 @@ status message_store::persist(const std::vector<store_op>& ops) {
         st = txn->erase(db_, key_for(outbox_prefix, op.key));
         break;
     }
+    if (!st.ok()) return st;
+  }
+  for (const auto& [twin, state] : twin_states) {
+    std::string key(1, twin_prefix);
+    key.append(reinterpret_cast<const char*>(twin.key.data()), twin.key.size());
+    st = txn->put(db_, key, std::string_view(reinterpret_cast<const char*>(state.data()), state.size()));
     if (!st.ok()) return st;
   }
   st = txn->commit();

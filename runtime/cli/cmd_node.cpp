@@ -18,6 +18,7 @@
 #include "runtime/cli/commands.hpp"
 #include "runtime/cli/log_sink.hpp"
 #include "runtime/cli/options.hpp"
+#include "runtime/core/mesh_clock.hpp"
 #include "runtime/core/address.hpp"
 #include "runtime/crypto/identity.hpp"
 #include "runtime/net/transport.hpp"
@@ -256,6 +257,12 @@ int run_node(int argc, char** argv) {
     }
     raft_storage = std::move(*opened);
   }
+  // The RMB agent too (its own environment for the same reason).
+  auto rmb_storage = store::open(options->data_directory + "/rmb", store_options{});
+  if (!rmb_storage) {
+    std::fprintf(stderr, "cmesh node: %s\n", rmb_storage.err().describe().c_str());
+    return exit_failed;
+  }
 
   // Block the shutdown signals before CAF starts its threads, so only sigtimedwait sees them.
   sigset_t signals;
@@ -309,6 +316,11 @@ int run_node(int argc, char** argv) {
     setup.rng_seed = rng_seed;
     setup.storage = storage->get();
     setup.raft_storage = raft_storage.get();
+    setup.rmb_storage = rmb_storage->get();
+    rmb_setup bus;
+    bus.twins.push_back(*self_identity);  // the node's own identity is its first twin
+    bus.epoch_offset_us = mesh_epoch_offset_us();
+    setup.rmb = std::move(bus);
     setup.events = &log;
     auto services = spawn_node_services(system, manager, setup);
     log.line("node " + self_identity->did() + " listening on " + advertised + " data " +
@@ -326,7 +338,7 @@ int run_node(int argc, char** argv) {
     caf::scoped_actor self{system};
     int sig = wait_for_signal(signals, options->status_interval_us, [&] {
       std::string line = "status " + ask_status(self, services.front()) + " " + ask_status(self, manager);
-      if (raft_group) line += " kv " + ask_status(self, services.back());
+      for (size_t i = 1; i < services.size(); ++i) line += " " + ask_status(self, services[i]);
       log.line(line);
     });
     log.line(std::string("shutting down on ") + (sig == SIGINT ? "SIGINT" : "SIGTERM"));
@@ -337,6 +349,7 @@ int run_node(int argc, char** argv) {
     self->send_exit(manager, caf::exit_reason::user_shutdown);
   }
   raft_storage.reset();
+  rmb_storage->reset();
   storage->reset();  // closes LMDB after every actor is gone
   log.line("stopped cleanly");
   return exit_code;

@@ -12,6 +12,7 @@ int run_up(int argc, char** argv);
 int run_bench(int argc, char** argv);
 int run_kv(int argc, char** argv);    // cmesh kv: client of the replicated key/value store
 int run_name(int argc, char** argv);  // cmesh name: client of the registrar
+int run_rmb(int argc, char** argv);   // cmesh rmb: send a command to a twin
 
 inline constexpr int exit_ok = 0;
 inline constexpr int exit_failed = 1;

@@ -21,6 +21,7 @@ const char* overview =
     "  bench     run a benchmark (transport, sim)\n"
     "  kv        get, put, del, cas in the replicated key/value store of a running group\n"
     "  name      register, resolve, transfer, release registrar names (NAME.mcom -> FQMN)\n"
+    "  rmb       send a command to a twin over the reliable message bus and print its reply\n"
     "\n"
     "Run 'cmesh <command> --help' for the options of a command.\n";
 
@@ -45,6 +46,7 @@ int main(int argc, char** argv) {
   if (command == "bench") return cmesh::cli::run_bench(rest_argc, rest_argv);
   if (command == "kv") return cmesh::cli::run_kv(rest_argc, rest_argv);
   if (command == "name") return cmesh::cli::run_name(rest_argc, rest_argv);
+  if (command == "rmb") return cmesh::cli::run_rmb(rest_argc, rest_argv);
   std::fprintf(stderr, "cmesh: unknown command '%s'\n\n%s", command.c_str(), overview);
   return cmesh::cli::exit_usage;
 }

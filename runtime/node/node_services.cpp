@@ -5,6 +5,7 @@
 #include "actors/bench/bench_actor.hpp"
 #include "actors/kv/kv_actor.hpp"
 #include "actors/peer/peer_actor.hpp"
+#include "actors/rmb/rmb_actor.hpp"
 #include "runtime/core/rng.hpp"
 
 namespace cmesh {
@@ -44,6 +45,18 @@ std::vector<caf::actor> spawn_node_services(caf::actor_system& system, const caf
     kv_context.events = setup.events;
     kv_context.observer = setup.raft->observer;
     services.push_back(kv::spawn_kv_replica(system, transport, std::move(kv_context)));
+  }
+  if (setup.rmb) {
+    rmb::agent_context rmb_context;
+    rmb_context.self = setup.self;
+    rmb_context.twins = setup.rmb->twins;
+    rmb_context.bus = setup.rmb->bus;
+    rmb_context.rng_seed = mix_seed(setup.rng_seed, /*stream: rmb agent*/ 3);
+    rmb_context.epoch_offset_us = setup.rmb->epoch_offset_us;
+    rmb_context.storage = setup.rmb_storage ? setup.rmb_storage : setup.storage;
+    rmb_context.events = setup.events;
+    rmb_context.observer = setup.rmb->observer;
+    services.push_back(rmb::spawn_rmb_agent(system, transport, std::move(rmb_context)));
   }
   return services;
 }

@@ -12,6 +12,7 @@
 #include <optional>
 
 #include "actors/peer/peer_machine.hpp"
+#include "actors/rmb/rmb_machine.hpp"
 #include "actors/raft/raft_machine.hpp"
 
 namespace caf {
@@ -26,6 +27,17 @@ class event_sink;
 namespace raft {
 class observer;
 }
+namespace rmb {
+class agent_observer;
+}
+
+// The node's RMB agent (actors/rmb): hosts twins and carries signed envelopes between them.
+struct rmb_setup {
+  std::vector<identity> twins;        // the node's own identity should be among them
+  rmb::config bus;
+  int64_t epoch_offset_us = 0;        // actor clock + this = mesh time (real mode: Unix time)
+  rmb::agent_observer* observer = nullptr;  // simulation checkers only
+};
 
 // A Raft group this node is a member of, serving the replicated key/value store (actors/kv).
 struct raft_setup {
@@ -55,6 +67,10 @@ struct node_setup {
   uint32_t bench_flood_in_flight = 4;
   uint32_t bench_flood_payload_bytes = 64;
   std::optional<raft_setup> raft;
+  std::optional<rmb_setup> rmb;
+  // The RMB agent's own store (real mode: a separate LMDB environment, as for Raft). Null: share
+  // `storage`.
+  store* rmb_storage = nullptr;
 };
 
 // Spawns every service of one node; each registers itself with `transport`.
