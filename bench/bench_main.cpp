@@ -11,6 +11,7 @@ int run_bench(int argc, char** argv) {
   const char* usage =
       "Usage: cmesh bench <name> [options]\n\n"
       "Benchmarks:\n"
+      "  gossip      rumor dissemination through imAlive membership at 1,000 and 10,000 simulated agents\n"
       "  transport   encrypted frames between two processes on loopback: frames/s, p50/p99 latency\n"
       "  sim         simulator speed at 1,000 and 10,000 nodes vs the raw CAF ceiling, peak memory\n"
       "  election    Raft leader election time after a leader crash (the Raft paper's Figure 16), simulated\n"
@@ -27,6 +28,8 @@ int run_bench(int argc, char** argv) {
   }
   if (name == "sim") return bench::run_sim_bench(argc - 1, argv + 1);
   if (name == "election") return bench::run_election_bench(argc - 1, argv + 1);
+  if (name == "gossip") return bench::run_gossip_bench(argc - 1, argv + 1);
+  if (name == "gossip-run") return bench::run_gossip_scenario(argc - 1, argv + 1);
   if (name == "kv") return bench::run_kv_bench(argc - 1, argv + 1);
   if (name == "transport") return bench::run_transport_bench(argc - 1, argv + 1);
   if (name == "transport-server") return bench::run_transport_server(argc - 1, argv + 1);

@@ -54,6 +54,7 @@ public:
   uint64_t crashes = 0;
   uint64_t restarts = 0;
   std::shared_ptr<const std::vector<node_id>> flood_nodes;  // benchmark workload only
+  std::vector<node_id> agent_ids;  // every node's key, when agents start from contact lists
   // Raft runs.
   std::unique_ptr<raft_checker> checker;
   kv_history history;
@@ -113,7 +114,9 @@ status simulation::impl::setup() {
   if (options.nodes == 0 || options.nodes > limits::sim_nodes_max)
     return {errc::invalid_argument,
             "--nodes must be between 1 and " + std::to_string(limits::sim_nodes_max)};
-  if (options.seed_nodes == 0 || options.seed_nodes > options.nodes)
+  // Seeds may be 0 only when agents start from contact lists (nothing needs to join).
+  bool contact_lists = options.agents.swim && options.agents.contacts > 0;
+  if ((options.seed_nodes == 0 && !contact_lists) || options.seed_nodes > options.nodes)
     return {errc::invalid_argument, "--seed-nodes must be between 1 and --nodes"};
   for (const auto& c : options.faults.crashes)
     if (c.node >= options.nodes)
@@ -166,6 +169,12 @@ status simulation::impl::setup() {
     for (uint32_t i = 0; i < options.nodes; ++i)
       ids->push_back(identity::derive_for_simulation(options.seed, i).public_key);
     flood_nodes = std::move(ids);
+  }
+  if (options.agents.swim) {
+    if (auto s = swim::validate(options.agents.membership); !s.ok()) return s;
+    if (options.agents.contacts > 0)
+      for (uint32_t i = 0; i < options.nodes; ++i)
+        agent_ids.push_back(identity::derive_for_simulation(options.seed, i).public_key);
   }
   if (options.raft.voters > 0) {
     if (options.raft.voters > options.nodes)
@@ -264,6 +273,29 @@ void simulation::impl::boot(uint32_t index) {
   setup.bench_flood_nodes = flood_nodes;
   setup.bench_flood_in_flight = options.flood_in_flight;
   setup.bench_flood_payload_bytes = options.flood_payload_bytes;
+  if (options.agents.swim) {
+    swim_setup ss;
+    ss.membership = options.agents.membership;
+    ss.watcher = options.agents.watcher;
+    if (index == 0) ss.broadcast_at_us = options.agents.broadcast_at_us;
+    if (options.agents.contacts > 0 && options.nodes > 1) {
+      // A seeded random sample of the others (distinct, not self).
+      rng pick(mix_seed(options.seed, 0x636f6e74616374 + index));
+      uint32_t want = std::min<uint32_t>(options.agents.contacts, options.nodes - 1);
+      std::set<uint32_t> chosen;
+      while (chosen.size() < want) {
+        auto j = static_cast<uint32_t>(pick.below(options.nodes));
+        if (j != index) chosen.insert(j);
+      }
+      for (auto j : chosen) {
+        swim::member_record record;
+        record.key = bytes(agent_ids[j].key.begin(), agent_ids[j].key.end());
+        record.address = sim_address(j);
+        ss.known.push_back(std::move(record));
+      }
+    }
+    setup.swim = std::move(ss);
+  }
   if (index < options.raft.voters) {
     raft_setup rs;
     rs.voters = raft_voters;
@@ -487,7 +519,6 @@ void simulation::impl::nemesis_crash(uint32_t index, int64_t restart_max_us) {
   uint32_t down = 0;
   for (uint32_t i = 0; i < options.raft.voters; ++i) down += shared->nodes[i].view.up ? 0 : 1;
   if (index < options.raft.voters && down + 1 > (options.raft.voters - 1) / 2) return;
-  if (options.verbose) std::printf("[%10.6fs] n%u NEMESIS crash\n", shared->now_us/1e6, index);
   crash(index);
   int64_t after = 1 + static_cast<int64_t>(nemesis_random.below(
                           static_cast<uint64_t>(std::max<int64_t>(1, restart_max_us))));
@@ -552,7 +583,7 @@ void simulation::impl::record(const node_event& event) {
   w.trace.add(hash_bytes(event.kind.data(), event.kind.size(), index) ^ event.peer.prefix64() ^
               static_cast<uint64_t>(event.value));
   if (options.verbose)
-    std::printf("[%10.6fs] n%u v=%lld %.*s %.*s %s %.*s\n", static_cast<double>(w.now_us) / 1e6, index, (long long)event.value,
+    std::printf("[%10.6fs] n%u %.*s %.*s %s %.*s\n", static_cast<double>(w.now_us) / 1e6, index,
                 static_cast<int>(event.service.size()), event.service.data(),
                 static_cast<int>(event.kind.size()), event.kind.data(),
                 event.peer.is_zero() ? "-" : name_of(event.peer).c_str(),

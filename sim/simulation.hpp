@@ -19,6 +19,7 @@
 
 #include "actors/peer/peer_machine.hpp"
 #include "actors/raft/raft_machine.hpp"
+#include "actors/swim/swim_machine.hpp"
 #include "messages/error.hpp"
 #include "sim/model/fault_profile.hpp"
 #include "sim/model/network_model.hpp"
@@ -38,6 +39,22 @@ struct raft_options {
   int64_t churn_us = 0;              // > 0: every so often remove a voter or add it back
 };
 
+}  // namespace cmesh::sim
+namespace cmesh::swim {
+class observer;
+}
+namespace cmesh::sim {
+
+// Agents of the message bus layer on every node: imAlive membership (actors/swim).
+struct agent_options {
+  bool swim = false;
+  swim::config membership;
+  uint32_t contacts = 0;              // > 0: each node starts knowing this many random others
+                                      // instead of joining through the seeds
+  int64_t broadcast_at_us = -1;       // >= 0: node 0 broadcasts rumor 1 then (gossip benchmark)
+  swim::observer* watcher = nullptr;  // benchmark and tests
+};
+
 struct simulation_options {
   uint32_t nodes = 5;
   uint64_t seed = 1;
@@ -55,6 +72,7 @@ struct simulation_options {
   uint32_t flood_in_flight = 0;
   uint32_t flood_payload_bytes = 64;
   raft_options raft;
+  agent_options agents;
 };
 
 // What the simulation knows about a node, from the events its actors report.

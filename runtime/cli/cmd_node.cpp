@@ -321,6 +321,7 @@ int run_node(int argc, char** argv) {
     bus.twins.push_back(*self_identity);  // the node's own identity is its first twin
     bus.epoch_offset_us = mesh_epoch_offset_us();
     setup.rmb = std::move(bus);
+    setup.swim = swim_setup{};
     setup.events = &log;
     auto services = spawn_node_services(system, manager, setup);
     log.line("node " + self_identity->did() + " listening on " + advertised + " data " +

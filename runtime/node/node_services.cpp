@@ -6,6 +6,7 @@
 #include "actors/kv/kv_actor.hpp"
 #include "actors/peer/peer_actor.hpp"
 #include "actors/rmb/rmb_actor.hpp"
+#include "actors/swim/swim_actor.hpp"
 #include "runtime/core/rng.hpp"
 
 namespace cmesh {
@@ -45,6 +46,22 @@ std::vector<caf::actor> spawn_node_services(caf::actor_system& system, const caf
     kv_context.events = setup.events;
     kv_context.observer = setup.raft->observer;
     services.push_back(kv::spawn_kv_replica(system, transport, std::move(kv_context)));
+  }
+  if (setup.swim) {
+    swim::actor_context swim_context;
+    swim_context.self = setup.self;
+    swim_context.listen_address = setup.listen_address;
+    // Pre-built contact lists replace the join (10,000 agents syncing with one seed at once
+    // would measure the seed, not the protocol).
+    if (setup.swim->known.empty())
+      for (const auto& s : setup.seeds) swim_context.seeds.push_back({s.address, s.pinned});
+    swim_context.membership = setup.swim->membership;
+    swim_context.rng_seed = mix_seed(setup.rng_seed, /*stream: swim membership*/ 4);
+    swim_context.known = setup.swim->known;
+    swim_context.events = setup.events;
+    swim_context.watcher = setup.swim->watcher;
+    swim_context.broadcast_at_us = setup.swim->broadcast_at_us;
+    services.push_back(swim::spawn_swim_actor(system, transport, std::move(swim_context)));
   }
   if (setup.rmb) {
     rmb::agent_context rmb_context;

@@ -13,6 +13,7 @@
 
 #include "actors/peer/peer_machine.hpp"
 #include "actors/rmb/rmb_machine.hpp"
+#include "actors/swim/swim_machine.hpp"
 #include "actors/raft/raft_machine.hpp"
 
 namespace caf {
@@ -30,6 +31,17 @@ class observer;
 namespace rmb {
 class agent_observer;
 }
+namespace swim {
+class observer;
+}
+
+// imAlive membership (actors/swim): joins through the node's seeds.
+struct swim_setup {
+  swim::config membership;
+  std::vector<swim::member_record> known;  // contacts to start from (benchmarks); may be empty
+  swim::observer* watcher = nullptr;       // simulation and benchmarks only
+  int64_t broadcast_at_us = -1;            // benchmark: broadcast rumor 1 then (see swim_actor)
+};
 
 // The node's RMB agent (actors/rmb): hosts twins and carries signed envelopes between them.
 struct rmb_setup {
@@ -68,6 +80,7 @@ struct node_setup {
   uint32_t bench_flood_payload_bytes = 64;
   std::optional<raft_setup> raft;
   std::optional<rmb_setup> rmb;
+  std::optional<swim_setup> swim;
   // The RMB agent's own store (real mode: a separate LMDB environment, as for Raft). Null: share
   // `storage`.
   store* rmb_storage = nullptr;
