@@ -1,0 +1,110 @@
+// Real mode of the message bus and imAlive membership: 5 `cmesh node` processes on loopback.
+// An RMB command from a client (a separate `cmesh rmb send` process) reaches a twin on another
+// node through the node the client asked, and its reply comes back; killing a node removes it
+// from the others' membership within the detection time.
+#include <doctest/doctest.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "tests/real/process.hpp"
+
+using namespace std::chrono_literals;
+using cmesh::testing::process;
+using cmesh::testing::temp_dir;
+
+namespace {
+
+const std::string binary = CMESH_BINARY;
+
+struct agent_node {
+  std::string did;
+  std::string key;
+  std::string address;
+  std::unique_ptr<process> proc;
+};
+
+std::string new_identity(const temp_dir& dir, const std::string& name) {
+  auto [code, out] = cmesh::testing::run(binary, {"id", "new", dir.file(name + ".key")},
+                                         dir.file(name + ".id.log"));
+  REQUIRE(code == 0);
+  return out.substr(0, out.find('\n'));
+}
+
+std::vector<agent_node> start_mesh(const temp_dir& dir, int count) {
+  std::vector<agent_node> nodes(count);
+  for (int i = 0; i < count; ++i) {
+    auto& n = nodes[i];
+    n.did = new_identity(dir, "n" + std::to_string(i));
+    n.key = dir.file("n" + std::to_string(i) + ".key");
+    n.address = "127.0.0.1:" + std::to_string(cmesh::testing::free_port());
+  }
+  for (int i = 0; i < count; ++i) {
+    auto& n = nodes[i];
+    std::vector<std::string> args = {"node", "--listen", n.address, "--data", dir.file("d" + std::to_string(i)),
+                                     "--identity", n.key};
+    if (i > 0) args.insert(args.end(), {"--join", nodes[0].address});
+    n.proc = std::make_unique<process>(binary, args, dir.file("n" + std::to_string(i) + ".log"));
+    REQUIRE(n.proc->started());
+  }
+  return nodes;
+}
+
+std::pair<int, std::string> rmb(const temp_dir& dir, std::vector<std::string> args) {
+  static int runs = 0;
+  args.insert(args.begin(), {"rmb", "send"});
+  return cmesh::testing::run(binary, args, dir.file("rmb-" + std::to_string(runs++) + ".log"), 20s);
+}
+
+}  // namespace
+
+TEST_CASE("real agents: an RMB command to a twin on another node round-trips and a killed node leaves the membership") {
+  temp_dir dir;
+  auto nodes = start_mesh(dir, 5);
+  // Every node learns the other four through imAlive membership.
+  for (auto& n : nodes) {
+    bool all = n.proc->wait_for(
+        [&](const std::string& out) {
+          for (const auto& other : nodes)
+            if (&other != &n && out.find("swim member_joined peer=" + other.did) == std::string::npos)
+              return false;
+          return true;
+        },
+        15s);
+    REQUIRE(all);
+  }
+  auto me = new_identity(dir, "client");
+  // Ask node 0; the twin (node 3's own identity) lives on node 3.
+  auto first = rmb(dir, {"--to", nodes[3].did, "--cmd", "counter.add", "--data", "visits", "--node",
+                         nodes[0].address, "--identity", dir.file("client.key")});
+  INFO(first.second);
+  CHECK(first.first == 0);
+  CHECK(first.second.find("1\n") == 0);
+  auto second = rmb(dir, {"--to", nodes[3].did, "--cmd", "counter.add", "--data", "visits", "--node",
+                          nodes[1].address});
+  CHECK(second.first == 0);
+  CHECK(second.second.find("2\n") == 0);
+  auto who = rmb(dir, {"--to", nodes[3].did, "--cmd", "whoami", "--node", nodes[2].address,
+                       "--identity", dir.file("client.key")});
+  CHECK(who.first == 0);
+  CHECK(who.second.find(nodes[3].did + " " + me) == 0);
+  auto unknown = rmb(dir, {"--to", nodes[3].did, "--cmd", "launch", "--node", nodes[0].address});
+  CHECK(unknown.first == 1);
+  CHECK(unknown.second.find("command_failed unknown command 'launch'") != std::string::npos);
+  auto usage = rmb(dir, {"--cmd", "echo", "--node", nodes[0].address});
+  CHECK(usage.first == 2);
+
+  // Kill node 4: the others declare it failed (suspicion first, then failure) within 15 s.
+  nodes[4].proc->signal(SIGKILL);
+  nodes[4].proc->wait(5s);
+  for (int i = 0; i < 4; ++i) {
+    CHECK(nodes[i].proc->wait_for_text("swim member_failed peer=" + nodes[4].did, 15s));
+    // No healthy node is ever declared failed.
+    auto log = nodes[i].proc->output();
+    for (int j = 0; j < 4; ++j)
+      CHECK(log.find("swim member_failed peer=" + nodes[j].did) == std::string::npos);
+  }
+  for (int i = 0; i < 4; ++i) nodes[i].proc->signal(SIGTERM);
+  for (int i = 0; i < 4; ++i) CHECK(nodes[i].proc->wait(10s) == 0);
+}
