@@ -474,10 +474,10 @@ void simulation::impl::churn() {
 }
 
 // The nemesis sees every ready a replica made durable. It runs inside the replica's flush, after
-// the persist step and before the messages are handed to the network. A crash it schedules at the
-// current instant runs as soon as that flush returns, before the simulated network took any of the
-// messages (they are dropped, as unsent data is in a real crash); one scheduled 1us later runs
-// after they left.
+// the persist step; the messages are queued for the simulated network actor (a leader's appends
+// possibly before the persist step), which has not taken any of them yet. A crash scheduled at the
+// current instant runs as soon as that flush returns, before the network took them: they are
+// dropped, as unsent data is in a real crash. One scheduled 1us later runs after they left.
 void simulation::impl::nemesis_watch(const node_id& node, const raft::ready& r,
                                      const raft::machine& m) {
   const auto& n = options.faults.nemesis;

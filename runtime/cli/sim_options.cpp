@@ -22,8 +22,8 @@ command_spec sim_command_spec() {
       {"partition", "SPEC", "START-END:A/B (both ways), START-END:A>B (one way), START-END:A (A vs rest)", "", true},
       {"crash", "SPEC", "NODE@TIME or NODE@TIME+RESTART_AFTER, e.g. 3@5s+4s", "", true},
       {"random-faults", "", "add a seeded storm of loss, duplication, reordering, partitions (some one-way) and crashes with restarts; the replay line spells it out", ""},
-      {"election-faults", "", "add a seeded storm aimed at elections: short partitions, frequent crashes with quick restarts, much reordering, plus --raft-nemesis; the replay line spells it out", ""},
-      {"raft-nemesis", "", "reactive faults (with --raft): crash new leaders within a few round trips, crash voters right after they grant a vote; restart them quickly", ""},
+      {"election-faults", "", "add a seeded storm aimed at Raft elections and commitment: short partitions, frequent crashes with quick restarts, much reordering, plus --raft-nemesis; sets --election-timeout 150ms-155ms and --raft-batch 1 unless given; the replay line spells it out", ""},
+      {"raft-nemesis", "", "reactive faults (with --raft): crash new leaders at once or within a few round trips, crash leaders right after their first commit, crash voters right after they grant a vote; restart them quickly", ""},
       {"data", "DIR", "keep node storage in DIR instead of a temporary folder", ""},
       {"keep-data", "", "do not delete the temporary storage folder at the end", ""},
       {"no-storage", "", "run without LMDB (protocol only; crashes then lose all state)", ""},
@@ -156,7 +156,13 @@ result<sim::simulation_options> sim_options_from(const parsed_options& p, uint64
   auto think = duration("kv-think", "20ms");
   if (!think) return think.err();
   o.raft.client_think_us = *think;
-  auto range = p.get("election-timeout", "150ms-300ms");
+  // --election-faults comes with its own Raft settings (sim/model/fault_profile.hpp).
+  bool election_faults = p.has("election-faults");
+  auto range = p.get("election-timeout",
+                     election_faults ? sim::format_duration_us(sim::election_storm_timeout_min_us) +
+                                           "-" +
+                                           sim::format_duration_us(sim::election_storm_timeout_max_us)
+                                     : "150ms-300ms");
   auto dash = range.find('-');
   if (dash == std::string::npos)
     return error{errc::invalid_argument, "--election-timeout: expected MIN-MAX, e.g. 150ms-300ms"};
@@ -174,7 +180,8 @@ result<sim::simulation_options> sim_options_from(const parsed_options& p, uint64
   auto every = get_unsigned(p, "snapshot-every", 200, 0, UINT64_MAX);
   if (!every) return every.err();
   o.raft.snapshot_every = *every;
-  auto batch = get_unsigned(p, "raft-batch", 256, 1, 65536);
+  auto batch = get_unsigned(p, "raft-batch", election_faults ? sim::election_storm_append_batch : 256,
+                            1, 65536);
   if (!batch) return batch.err();
   o.raft.config.max_entries_per_append = *batch;
   if (p.has("churn")) {

@@ -221,12 +221,12 @@ raft_nemesis standard_raft_nemesis(int64_t latency_median_us, int64_t start_us, 
   n.start_us = start_us;
   n.end_us = end_us;
   int64_t median = std::max<int64_t>(1, latency_median_us);
-  n.crash_new_leader = 0.5;
+  n.crash_new_leader = 0.9;
   n.leader_crash_delay_max_us = 3 * median;
-  n.crash_after_first_commit = 0.5;
+  n.crash_after_first_commit = 0.9;
   n.leader_restart_max_us = 100'000;
-  n.crash_after_vote = 1.0 / 3;
-  n.vote_restart_max_us = median;
+  n.crash_after_vote = 1.0;
+  n.vote_restart_max_us = std::max<int64_t>(1, median / 5);
   return n;
 }
 

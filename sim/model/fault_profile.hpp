@@ -102,21 +102,28 @@ namespace cmesh::sim {
 // schedule is spelled out in the replay command, so a run replays without this function.
 fault_profile random_fault_storm(uint64_t seed, uint32_t nodes, int64_t start_us, int64_t end_us);
 
-// The nemesis `cmesh sim --raft-nemesis` switches on, active in [start_us, end_us): new leaders
-// are crashed with probability 1/2 within three median latencies (a round trip or so: the no-op
-// and the first entries reached some followers, not all) and restarted within 300 ms; a voter is
-// crashed with probability 1/3 right after granting a vote and restarted within four median
-// latencies. Its constants depend only on the median latency, which the replay command spells.
+// The nemesis `cmesh sim --raft-nemesis` switches on, active in [start_us, end_us). Aggressive on
+// purpose: 9 new leaders in 10 are crashed (a third of them before anything left, the others within
+// three median latencies), and so are 9 leaders in 10 right after their first commit; every granted
+// vote crashes the voter (a minority at a time). Crashed leaders restart within 100 ms, voters
+// within a fifth of the median latency. Its constants depend only on the median latency, which the
+// replay command spells.
 raft_nemesis standard_raft_nemesis(int64_t latency_median_us, int64_t start_us, int64_t end_us);
 
 // A storm aimed at elections and at the commitment of entries from earlier terms (`cmesh sim
 // --election-faults`, docs/raft.md "Planted bugs"). Compared with random_fault_storm: short
 // latencies with a wide spread and much reordering (candidates of one term reach voters in either
-// order), little loss, frequent short partitions that cut one or two nodes off, frequent crashes
-// with quick restarts, and standard_raft_nemesis over the same window. Meant to run with a
-// narrow election timeout (many concurrent candidates, split votes) and one entry per append
-// (a new leader brings a follower up one entry at a time, so entries of an earlier term reach a
-// majority before its own no-op does): election_storm_raft_settings.
+// order, and a pre-vote grant may arrive after the voter moved on), little loss, frequent short
+// partitions that cut one or two nodes off, frequent crashes with quick restarts, and
+// standard_raft_nemesis over the same window. Meant to run with the Raft settings below.
 fault_profile election_fault_storm(uint64_t seed, uint32_t nodes, int64_t start_us, int64_t end_us);
+// The Raft settings for election_fault_storm (`--election-faults` uses them unless
+// --election-timeout or --raft-batch are given): a narrow election timeout, so that followers time
+// out together (concurrent candidates, split votes); one entry per append, so that a new leader
+// brings a follower up one entry at a time and entries of earlier terms can reach a majority before
+// its own no-op does (Raft paper, Figure 8). With the default batch the no-op travels with them.
+constexpr int64_t election_storm_timeout_min_us = 150'000;
+constexpr int64_t election_storm_timeout_max_us = 155'000;
+constexpr size_t election_storm_append_batch = 1;
 
 }  // namespace cmesh::sim
