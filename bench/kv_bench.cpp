@@ -485,14 +485,6 @@ struct system_result {
   phase_result writes, reads;
 };
 
-caf::actor_system_config& network_config(caf::actor_system_config& config) {
-  config.load<caf::io::middleman>();
-  config.set("logger.file-verbosity", caf::atom("quiet"));
-  config.set("logger.console-verbosity", caf::atom("quiet"));
-  config.set("middleman.heartbeat-interval", caf::timespan{0});
-  return config;
-}
-
 std::optional<phase_result> run_load(caf::actor_system& system, const load_params& base,
                                      bool writes, bool probe, std::chrono::seconds budget) {
   auto params = base;
@@ -519,14 +511,8 @@ system_result run_cmesh(const std::string& dir, const workload& shape) {
   auto me = identity::generate();
   {
     caf::actor_system_config config;
-    caf::actor_system system{network_config(config)};
-    transport_config t;
-    t.self = me.public_key;
-    t.secret_key = me.secret_key;
-    t.listen_host = "127.0.0.1";
-    t.listen_port = 0;
-    t.jitter_seed = randombytes_random();
-    auto started = start_transport(system, t);
+    caf::actor_system system{configure_for_transport(config)};
+    auto started = start_transport(system, loopback_transport(me));
     if (!started) {
       result.error = "client transport: " + started.err().message;
     } else {

@@ -164,22 +164,6 @@ std::vector<uint64_t> parse_list(const std::string& text) {
   return values;
 }
 
-caf::actor_system_config& network_config(caf::actor_system_config& config) {
-  config.load<caf::io::middleman>();
-  config.set("logger.file-verbosity", caf::atom("quiet"));
-  config.set("logger.console-verbosity", caf::atom("quiet"));
-  config.set("middleman.heartbeat-interval", caf::timespan{0});
-  return config;
-}
-
-// 127.0.0.1, any free port.
-transport_config loopback_transport(const identity& id) {
-  transport_config t;
-  t.self = id.public_key;
-  t.secret_key = id.secret_key;
-  return t;
-}
-
 }  // namespace
 
 int run_transport_server(int, char**) {
@@ -191,7 +175,7 @@ int run_transport_server(int, char**) {
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   auto id = identity::generate();
   caf::actor_system_config config;
-  caf::actor_system system{network_config(config)};
+  caf::actor_system system{configure_for_transport(config)};
   auto started = start_transport(system, loopback_transport(id));
   if (!started) {
     std::fprintf(stderr, "transport-server: %s\n", started.err().message.c_str());
@@ -231,7 +215,7 @@ int run_transport_bench(int argc, char** argv) {
   int code = cli::exit_ok;
   {
     caf::actor_system_config config;
-    caf::actor_system system{network_config(config)};
+    caf::actor_system system{configure_for_transport(config)};
     auto started = start_transport(system, loopback_transport(id));
     if (!started) {
       std::fprintf(stderr, "cmesh bench transport: %s\n", started.err().message.c_str());

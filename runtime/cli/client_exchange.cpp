@@ -211,20 +211,8 @@ exchange_outcome run_exchange(const identity& me, const seed_spec& node, exchang
   // Leaked on purpose like the actor system below: transport threads may still report to it.
   auto& sink = *new client_sink(request.verbose);
   caf::actor_system_config config;
-  config.load<caf::io::middleman>();
-  config.set("logger.file-verbosity", caf::atom("quiet"));
-  config.set("logger.console-verbosity", caf::atom("quiet"));
-  config.set("middleman.heartbeat-interval", caf::timespan{0});
-  auto* system = new caf::actor_system{config};
-
-  transport_config transport_cfg;
-  transport_cfg.self = me.public_key;
-  transport_cfg.secret_key = me.secret_key;
-  transport_cfg.listen_host = "127.0.0.1";
-  transport_cfg.listen_port = 0;
-  transport_cfg.events = &sink;
-  transport_cfg.jitter_seed = randombytes_random();
-  auto transport = start_transport(*system, transport_cfg);
+  auto* system = new caf::actor_system{configure_for_transport(config)};
+  auto transport = start_transport(*system, loopback_transport(me, &sink));
   if (!transport) {
     exchange_outcome failed;
     failed.kind = exchange_kind::cannot_connect;

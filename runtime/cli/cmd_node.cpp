@@ -274,11 +274,7 @@ int run_node(int argc, char** argv) {
   int exit_code = exit_ok;
   {
     caf::actor_system_config config;
-    config.load<caf::io::middleman>();
-    config.set("logger.file-verbosity", caf::atom("quiet"));
-    config.set("logger.console-verbosity", caf::atom("quiet"));
-    config.set("middleman.heartbeat-interval", caf::timespan{0});
-    caf::actor_system system{config};
+    caf::actor_system system{configure_for_transport(config)};
 
     transport_config transport_cfg;
     transport_cfg.self = self_identity->public_key;

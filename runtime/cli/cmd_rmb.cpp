@@ -112,18 +112,8 @@ int run_send(const command_spec& spec, const parsed_options& p) {
 
   // 2. Send through our own agent, straight to the hosting agent.
   caf::actor_system_config config;
-  config.load<caf::io::middleman>();
-  config.set("logger.file-verbosity", caf::atom("quiet"));
-  config.set("logger.console-verbosity", caf::atom("quiet"));
-  config.set("middleman.heartbeat-interval", caf::timespan{0});
-  auto* system = new caf::actor_system{config};  // leaked: we _exit below
-  transport_config transport_cfg;
-  transport_cfg.self = me.public_key;
-  transport_cfg.secret_key = me.secret_key;
-  transport_cfg.listen_host = "127.0.0.1";
-  transport_cfg.listen_port = 0;
-  transport_cfg.jitter_seed = randombytes_random();
-  auto transport = start_transport(*system, transport_cfg);
+  auto* system = new caf::actor_system{configure_for_transport(config)};  // leaked: we _exit below
+  auto transport = start_transport(*system, loopback_transport(me));
   if (!transport) {
     std::fprintf(stderr, "cannot start the client transport: %s\n", transport.err().message.c_str());
     return exit_unreachable;

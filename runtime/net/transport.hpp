@@ -17,10 +17,12 @@
 
 #include "messages/error.hpp"
 #include "messages/node_id.hpp"
+#include "runtime/crypto/identity.hpp"
 
 namespace caf {
 class actor;
 class actor_system;
+class actor_system_config;
 }  // namespace caf
 
 namespace cmesh {
@@ -41,5 +43,14 @@ struct transport_config {
 // manager and acceptor. Returns the manager handle and the bound port.
 result<std::pair<caf::actor, uint16_t>> start_transport(caf::actor_system& system,
                                                        transport_config config);
+
+// The actor-system settings of every process that runs a real transport: CAF's io middleman
+// loaded, CAF's own logging quiet, BASP heartbeats off (cmesh peers ping each other). Returns
+// `config`, so it can be passed straight to caf::actor_system's constructor.
+caf::actor_system_config& configure_for_transport(caf::actor_system_config& config);
+
+// A client's or benchmark's transport: `id`'s keys, listening on 127.0.0.1 at any free port
+// (the transport always listens), backoff jitter from libsodium. Real mode only.
+transport_config loopback_transport(const identity& id, event_sink* events = nullptr);
 
 }  // namespace cmesh

@@ -11,6 +11,7 @@
 
 #include <caf/all.hpp>
 #include <caf/io/all.hpp>
+#include <sodium.h>
 
 #include "messages/seam.hpp"
 #include "runtime/core/address.hpp"
@@ -340,6 +341,25 @@ std::string bind_failure(const std::string& host, uint16_t port) {
 }
 
 }  // namespace
+
+caf::actor_system_config& configure_for_transport(caf::actor_system_config& config) {
+  config.load<caf::io::middleman>();
+  config.set("logger.file-verbosity", caf::atom("quiet"));
+  config.set("logger.console-verbosity", caf::atom("quiet"));
+  config.set("middleman.heartbeat-interval", caf::timespan{0});
+  return config;
+}
+
+transport_config loopback_transport(const identity& id, event_sink* events) {
+  transport_config t;
+  t.self = id.public_key;
+  t.secret_key = id.secret_key;
+  t.listen_host = "127.0.0.1";
+  t.listen_port = 0;
+  t.events = events;
+  t.jitter_seed = randombytes_random();
+  return t;
+}
 
 result<std::pair<caf::actor, uint16_t>> start_transport(caf::actor_system& system,
                                                        transport_config config) {
