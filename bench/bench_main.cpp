@@ -30,6 +30,7 @@ int run_bench(int argc, char** argv) {
   if (name == "election") return bench::run_election_bench(argc - 1, argv + 1);
   if (name == "gossip") return bench::run_gossip_bench(argc - 1, argv + 1);
   if (name == "gossip-run") return bench::run_gossip_scenario(argc - 1, argv + 1);
+  if (name == "gossip-node") return bench::run_gossip_node(argc - 1, argv + 1);
   if (name == "kv") return bench::run_kv_bench(argc - 1, argv + 1);
   if (name == "transport") return bench::run_transport_bench(argc - 1, argv + 1);
   if (name == "transport-server") return bench::run_transport_server(argc - 1, argv + 1);

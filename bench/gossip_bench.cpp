@@ -22,6 +22,9 @@
 #include "actors/swim/swim_actor.hpp"
 #include "bench/bench_util.hpp"
 #include "bench/commands.hpp"
+#include "bench/gossip_real.hpp"
+#include "bench/nats_fanout.hpp"
+#include "sim/model/fault_profile.hpp"
 #include "runtime/cli/commands.hpp"
 #include "runtime/cli/options.hpp"
 #include "runtime/crypto/identity.hpp"
@@ -180,15 +183,130 @@ cli::command_spec spec() {
   s.name = "cmesh bench gossip";
   s.summary = "Rumor dissemination through imAlive membership in the simulator: rounds to 99% and "
               "99.9% coverage, messages per agent per round, redundancy, speed, peak memory.";
-  s.usage = "cmesh bench gossip [--sizes 1000,10000] [--runs R] [--out DIR]";
-  s.options = {{"sizes", "LIST", "agent counts", "1000,10000"},
-               {"runs", "R", "seeds per scenario; medians are reported", "3"},
-               {"contacts", "K", "contacts each agent starts with", "64"},
-               {"out", "DIR", "folder for gossip.csv, coverage data and plots", "./bench-results"}};
-  s.epilog = "Scenarios: clean (no faults) and loss10-crash20 (10% loss, 20% of agents crashed just\n"
-             "before the broadcast). Targets: 99.9% in <= 10 rounds (clean), <= 14 (faults), <= 4\n"
-             "messages per agent per round. Results: docs/benchmarks.md.";
+  s.usage = "cmesh bench gossip [--only sim|real] [--sizes 1000,10000] [--runs R] [--out DIR]";
+  s.options = {{"only", "sim|real", "run only the simulated or only the real part", "both"},
+               {"sizes", "LIST", "simulated agent counts", "1000,10000"},
+               {"runs", "R", "seeds per simulated scenario, and runs of the real part; medians are reported", "3"},
+               {"contacts", "K", "contacts each simulated agent starts with", "64"},
+               {"real-nodes", "N", "node processes of the real part", "5"},
+               {"real-seconds", "S", "length of each real phase", "3"},
+               {"real-rate", "R", "real latency phase: rumors (messages) per second over all nodes", "100"},
+               {"throughput-rate", "R", "real throughput phase: rumors offered per second", "2000"},
+               {"gossip-interval", "T", "imAlive gossip interval of the real nodes", "200ms"},
+               {"nats", "PATH", "nats-server for the reference ('none' skips it)", "/usr/sbin/nats-server"},
+               {"out", "DIR", "folder for gossip.csv, gossip-real.csv, coverage data and plots", "./bench-results"}};
+  s.epilog = "Simulated scenarios: clean (no faults) and loss10-crash20 (10% loss, 20% of agents crashed\n"
+             "just before the broadcast). Targets: 99.9% in <= 10 rounds (clean), <= 14 (faults), <= 4\n"
+             "messages per agent per round.\n"
+             "Real part: N cmesh node processes on loopback disseminate rumors (time to reach every\n"
+             "other node: p50/p99; rumors fully disseminated per second), then the same fan-out\n"
+             "through nats-server (one subscriber connection per node), reported as ratios.\n"
+             "Results: docs/benchmarks.md.";
   return s;
+}
+
+}  // namespace
+
+namespace {
+
+int run_real_part(const cli::parsed_options& parsed, uint64_t runs) {
+  auto nodes = cli::get_unsigned(parsed, "real-nodes", 5, 2, 32);
+  auto seconds = cli::get_unsigned(parsed, "real-seconds", 3, 1, 120);
+  auto rate = cli::get_unsigned(parsed, "real-rate", 100, 1, 100'000);
+  auto throughput_rate = cli::get_unsigned(parsed, "throughput-rate", 2000, 1, 1'000'000);
+  auto interval = sim::parse_duration_us(parsed.get("gossip-interval", "200ms"));
+  if (!nodes || !seconds || !rate || !throughput_rate || !interval || *interval < 1000) {
+    std::fprintf(stderr, "cmesh bench gossip: bad --real-nodes, --real-seconds, --real-rate, "
+                         "--throughput-rate or --gossip-interval (at least 1ms)\n");
+    return cli::exit_usage;
+  }
+  std::string nats = parsed.get("nats", "/usr/sbin/nats-server");
+  bool with_nats = nats != "none";
+  if (with_nats && !nats_server_available(nats)) {
+    std::fprintf(stderr, "cmesh bench gossip: nats-server not found at %s; apt-get install nats-server "
+                         "(or --nats none)\n", nats.c_str());
+    return cli::exit_failed;
+  }
+  std::string out = parsed.get("out", "./bench-results");
+  std::filesystem::create_directories(out);
+  real_options options;
+  options.nodes = static_cast<int>(*nodes);
+  options.seconds = static_cast<int>(*seconds);
+  options.rate = static_cast<int>(*rate);
+  options.throughput_rate = static_cast<int>(*throughput_rate);
+  options.gossip_interval_us = *interval;
+  nats_fanout_options reference;
+  reference.server_path = nats;
+  reference.nodes = options.nodes;
+  reference.seconds = static_cast<double>(options.seconds);
+  reference.rate_per_s = options.rate;
+  std::printf("\nreal: %d node processes on loopback, 64-byte messages, %d/s for latency, %llu run(s)\n",
+              options.nodes, options.rate, static_cast<unsigned long long>(runs));
+  std::printf("%-10s %4s %16s %10s %10s %10s %12s\n", "system", "run", "disseminated/s",
+              "p50_ms", "p99_ms", "max_ms", "incomplete");
+  std::vector<double> ours_rate, ours_p50, ours_p99, theirs_rate, theirs_p50, theirs_p99;
+  for (uint64_t run = 0; run < runs; ++run) {
+    auto run_ours = [&]() -> bool {
+      std::string error;
+      auto r = run_real_dissemination(options, error);
+      if (!r) {
+        std::fprintf(stderr, "cmesh bench gossip: real run failed: %s\n", error.c_str());
+        return false;
+      }
+      std::printf("%-10s %4llu %16.0f %10.2f %10.2f %10.2f %5llu/%-6llu\n", "cmesh",
+                  static_cast<unsigned long long>(run + 1), r->disseminated_per_s, r->p50_ms, r->p99_ms,
+                  r->max_ms, static_cast<unsigned long long>(r->incomplete + r->throughput_incomplete),
+                  static_cast<unsigned long long>(r->sent + r->throughput_sent));
+      std::fflush(stdout);
+      ours_rate.push_back(r->disseminated_per_s);
+      ours_p50.push_back(r->p50_ms);
+      ours_p99.push_back(r->p99_ms);
+      return true;
+    };
+    auto run_theirs = [&]() -> bool {
+      if (!with_nats) return true;
+      std::string error;
+      auto r = run_nats_fanout(reference, error);
+      if (!r) {
+        std::fprintf(stderr, "cmesh bench gossip: nats reference failed: %s\n", error.c_str());
+        return false;
+      }
+      std::printf("%-10s %4llu %16.0f %10.2f %10.2f %10.2f %5llu/%-6llu\n",
+                  ("nats " + r->server_version).c_str(), static_cast<unsigned long long>(run + 1),
+                  r->disseminated_per_s, r->p50_ms, r->p99_ms, r->max_ms,
+                  static_cast<unsigned long long>(r->incomplete + r->throughput_incomplete),
+                  static_cast<unsigned long long>(r->sent + r->throughput_sent));
+      std::fflush(stdout);
+      theirs_rate.push_back(r->disseminated_per_s);
+      theirs_p50.push_back(r->p50_ms);
+      theirs_p99.push_back(r->p99_ms);
+      return true;
+    };
+    // Alternate which system goes first (the machine is shared and noisy).
+    bool ok = run % 2 == 0 ? (run_ours() && run_theirs()) : (run_theirs() && run_ours());
+    if (!ok) return cli::exit_failed;
+  }
+  std::printf("median cmesh: %.0f disseminated/s, p50 %.2f ms, p99 %.2f ms\n", median(ours_rate),
+              median(ours_p50), median(ours_p99));
+  std::vector<std::string> rows;
+  rows.push_back(format("cmesh,%d,%lld,%llu,%.0f,%.3f,%.3f", options.nodes,
+                        static_cast<long long>(options.gossip_interval_us / 1000),
+                        static_cast<unsigned long long>(runs), median(ours_rate), median(ours_p50),
+                        median(ours_p99)));
+  if (with_nats) {
+    std::printf("median nats:  %.0f disseminated/s, p50 %.2f ms, p99 %.2f ms\n", median(theirs_rate),
+                median(theirs_p50), median(theirs_p99));
+    std::printf("ratio cmesh/nats: throughput %.4fx, p50 %.1fx, p99 %.1fx (latency: higher is slower)\n",
+                median(ours_rate) / median(theirs_rate), median(ours_p50) / median(theirs_p50),
+                median(ours_p99) / median(theirs_p99));
+    rows.push_back(format("nats,%d,,%llu,%.0f,%.3f,%.3f", options.nodes,
+                          static_cast<unsigned long long>(runs), median(theirs_rate),
+                          median(theirs_p50), median(theirs_p99)));
+  }
+  write_csv(out, "gossip-real", "system,nodes,gossip_interval_ms,runs,disseminated_per_s,p50_ms,p99_ms",
+            rows);
+  std::printf("csv: %s/gossip-real.csv\n", out.c_str());
+  return cli::exit_ok;
 }
 
 }  // namespace
@@ -203,6 +321,12 @@ int run_gossip_bench(int argc, char** argv) {
     std::fprintf(stderr, "cmesh bench gossip: --runs: %s\n", runs.err().message.c_str());
     return cli::exit_usage;
   }
+  std::string only = parsed->get("only", "both");
+  if (only != "both" && only != "sim" && only != "real") {
+    std::fprintf(stderr, "cmesh bench gossip: --only: expected sim or real\n");
+    return cli::exit_usage;
+  }
+  if (only == "real") return run_real_part(*parsed, *runs);
   std::string sizes_text = parsed->get("sizes", "1000,10000");
   std::string contacts = parsed->get("contacts", "64");
   std::string out = parsed->get("out", "./bench-results");
@@ -294,7 +418,8 @@ int run_gossip_bench(int argc, char** argv) {
     std::printf("gnuplot not found: no plot (apt-get install gnuplot-nox)\n");
   }
   std::printf("csv: %s/gossip.csv\n", out.c_str());
-  return cli::exit_ok;
+  if (only == "sim") return cli::exit_ok;
+  return run_real_part(*parsed, *runs);
 }
 
 }  // namespace cmesh::bench

@@ -110,4 +110,34 @@ struct cache_query {
   MSGPACK_DEFINE(search_id, origin_address, tags);
 };
 
+// ---- client requests (cmesh search): a client asks one node to search on its behalf ---------
+// The node is the search's origin (answers come to it); it answers the client once the search
+// ends. The client is authenticated by the transport handshake; the request names nothing about
+// it.
+
+// Status codes of search_response (HTTP meanings, as CMTP).
+inline constexpr uint16_t search_ok = 200;
+inline constexpr uint16_t search_bad_request = 400;   // bad tags
+inline constexpr uint16_t search_busy = 503;          // too many searches running
+
+struct search_request {
+  static constexpr uint16_t service_id = services::gossip;
+  static constexpr uint16_t type_id = 7;
+  search_tags tags;           // at least one non-empty
+  uint32_t timeout_ms = 0;    // 0 = the node's default (5 s); capped by it
+  MSGPACK_DEFINE(tags, timeout_ms);
+};
+
+struct search_response {
+  static constexpr uint16_t service_id = services::gossip;
+  static constexpr uint16_t type_id = 8;
+  uint16_t status = search_ok;
+  std::string reason;                 // why, when status != 200
+  std::vector<agent_record> matches;  // in arrival order
+  std::string done;                   // done_reason_name: enough_matches, deadline, ...
+  uint32_t elapsed_ms = 0;
+  uint32_t messages = 0;              // sent by the origin node for this search
+  MSGPACK_DEFINE(status, reason, matches, done, elapsed_ms, messages);
+};
+
 }  // namespace cmesh::gossip

@@ -1,6 +1,7 @@
 #include "actors/gossip/gossip_machine.hpp"
 
 #include <algorithm>
+#include <limits>
 #include <cassert>
 #include <optional>
 
@@ -29,10 +30,6 @@ bool address_ok(const std::string& address) {
   return !address.empty() && address.size() <= limits::address_chars_max;
 }
 
-agent_record record_of(const match& m) {
-  return {bytes(m.key.key.begin(), m.key.key.end()), m.address, m.tags};
-}
-
 bool contains_key(const std::vector<match>& rows, const node_id& key) {
   return std::any_of(rows.begin(), rows.end(), [&](const match& m) { return m.key == key; });
 }
@@ -57,6 +54,36 @@ result<wire_message> decode_as(const envelope& env) {
 }
 
 }  // namespace
+
+result<search_tags> parse_tag_assignments(const std::vector<std::string>& items) {
+  search_tags tags;
+  std::vector<std::string> seen;
+  for (const auto& item : items) {
+    auto eq = item.find('=');
+    if (eq == std::string::npos)
+      return error{errc::invalid_argument,
+                   "'" + item + "' is not KEY=VALUE (keys: category, subcategory, name, location, adjective)"};
+    std::string key = item.substr(0, eq);
+    std::string* field = key == "category"      ? &tags.category
+                         : key == "subcategory" ? &tags.subcategory
+                         : key == "name"        ? &tags.name
+                         : key == "location"    ? &tags.location
+                         : key == "adjective"   ? &tags.adjective
+                                                : nullptr;
+    if (field == nullptr)
+      return error{errc::invalid_argument,
+                   "unknown tag '" + key + "' (keys: category, subcategory, name, location, adjective)"};
+    if (std::find(seen.begin(), seen.end(), key) != seen.end())
+      return error{errc::invalid_argument, "tag '" + key + "' given twice"};
+    seen.push_back(key);
+    *field = item.substr(eq + 1);
+  }
+  return tags;
+}
+
+agent_record record_of(const match& m) {
+  return {bytes(m.key.key.begin(), m.key.key.end()), m.address, m.tags};
+}
 
 // ---- free functions --------------------------------------------------------------------------
 
@@ -187,7 +214,8 @@ status machine::set_profile(search_tags profile) {
   return ok_status();
 }
 
-result<uint64_t> machine::start_search(search_tags tags, int64_t now_us, effects& out) {
+result<uint64_t> machine::start_search(search_tags tags, int64_t now_us, effects& out,
+                                       int64_t timeout_us) {
   tags = normalize(std::move(tags));
   if (auto e = validate_tags(tags, config_.tag_chars_max, true)) return e;
   if (searches_.size() >= config_.active_searches_max)
@@ -199,7 +227,9 @@ result<uint64_t> machine::start_search(search_tags tags, int64_t now_us, effects
   auto& search = searches_[id];
   search.tags = tags;
   search.started_us = now_us;
-  search.deadline_us = now_us + config_.search_timeout_us;
+  if (timeout_us <= 0 || timeout_us > config_.search_timeout_us)
+    timeout_us = config_.search_timeout_us;
+  search.deadline_us = now_us + timeout_us;
   seen_searches_.put({self_, id}, 0, search_key_bytes);  // our own query coming back is a dup
 
   if (const auto* cached = request_cache_.get(tags); cached != nullptr && !cached->empty()) {
@@ -265,6 +295,12 @@ void machine::tick(int64_t now_us, effects& out) {
   for (const auto& [id, search] : searches_)
     if (search.deadline_us <= now_us) expired.push_back(id);
   for (auto id : expired) finish(id, done_reason::deadline, now_us, out);
+}
+
+int64_t machine::next_deadline_us() const {
+  int64_t next = std::numeric_limits<int64_t>::max();
+  for (const auto& [id, search] : searches_) next = std::min(next, search.deadline_us);
+  return next;
 }
 
 // ---- machine: one handler per message --------------------------------------------------------

@@ -97,6 +97,15 @@ struct match {
   friend bool operator==(const match&, const match&) = default;
 };
 
+// The wire row for a match.
+agent_record record_of(const match& m);
+
+// Parses tag assignments "KEY=VALUE" (KEY: category, subcategory, name, location, adjective;
+// VALUE may contain spaces) into tags, for the command line and configuration. Errors
+// (invalid_argument): an item without '=', an unknown key (the message lists the keys), a key
+// given twice.
+result<search_tags> parse_tag_assignments(const std::vector<std::string>& items);
+
 // The matching rule: every non-empty tag of `query` equals the same tag of `profile`. Tags are
 // compared after normalize(). A query must have at least one non-empty tag.
 bool tags_match(const search_tags& query, const search_tags& profile);
@@ -197,8 +206,11 @@ public:
 
   // Starts a search for `tags` (normalized here). Answers at once from our own request cache if
   // it holds these tags; otherwise sends the query to every contact. Returns the search id.
+  // `timeout_us` shortens the search (0 or more than search_timeout_us: search_timeout_us), for a
+  // client that waits less than the default.
   // Errors: invalid_argument (bad tags), unavailable (active_searches_max searches running).
-  result<uint64_t> start_search(search_tags tags, int64_t now_us, effects& out);
+  result<uint64_t> start_search(search_tags tags, int64_t now_us, effects& out,
+                                int64_t timeout_us = 0);
 
   // A message from `from` (the transport authenticated it). Errors (the message is dropped and
   // counted, nothing else changes): malformed (bad key or address, bad tags, too many matches).
@@ -207,6 +219,8 @@ public:
 
   // Ends searches whose deadline has passed.
   void tick(int64_t now_us, effects& out);
+  // The earliest deadline of a running search (INT64_MAX if none): when tick() has work.
+  int64_t next_deadline_us() const;
 
   const node_id& self() const { return self_; }
   const search_tags& profile() const { return profile_; }

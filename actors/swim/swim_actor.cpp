@@ -27,6 +27,7 @@ struct swim_state {
   int64_t armed_us = std::numeric_limits<int64_t>::max();  // the timer that is set, if any
   std::map<node_id, std::string> introduced;                // addresses told to the transport
   std::map<std::string, std::vector<bytes>> waiting_dial;   // by address: encoded messages
+  std::vector<caf::actor> watchers;                         // told about membership changes
   uint64_t malformed = 0;
   bool stopped = false;
 };
@@ -42,6 +43,12 @@ int64_t now_us(swim_actor* self) {
 void report(swim_actor* self, const event& e) {
   auto& st = self->state;
   if (st.ctx.watcher) st.ctx.watcher->on_event(st.ctx.self, e, now_us(self));
+  if (e.kind == event_kind::member_joined || e.kind == event_kind::member_failed ||
+      e.kind == event_kind::member_left) {
+    bool alive = e.kind == event_kind::member_joined;
+    for (const auto& w : st.watchers)
+      self->send(w, swim_member_atom::value, e.member, alive ? e.address : std::string(), alive);
+  }
   if (!st.ctx.events || e.kind == event_kind::rumor_received) return;
   std::string detail = e.address.empty() ? "incarnation " + std::to_string(e.incarnation)
                                          : e.address;
@@ -185,6 +192,13 @@ caf::behavior run(swim_actor* self, caf::actor transport, actor_context context)
       auto s = self->state.protocol->broadcast_rumor(id, payload, now_us(self), out);
       carry_out(self, out);
       return s.ok() ? std::string() : s.describe();
+    },
+    [=](swim_watch_atom, const caf::actor& watcher) {
+      auto& s = self->state;
+      s.watchers.push_back(watcher);
+      for (const auto& [id, m] : s.protocol->members())
+        if (m.state == member_state::alive || m.state == member_state::suspect)
+          self->send(watcher, swim_member_atom::value, id, m.address, true);
     },
     [=](swim_members_atom) {
       std::vector<std::string> lines;

@@ -8,6 +8,9 @@
 // In-process API:
 //   (swim_rumor_atom, uint64_t id, bytes payload) -> std::string   "" = disseminating
 //   (swim_members_atom) -> std::vector<std::string>   live members as "DID ADDRESS" lines
+//   (swim_watch_atom, caf::actor w)  w is told (swim_member_atom, node_id, std::string address,
+//                                    bool alive) for every live member now, then for every join
+//                                    (alive) and every failure or leave (not alive)
 //   (status_atom) -> std::string
 //   (shutdown_atom) -> atom ok: leaves gracefully (the leave is disseminated first)
 #pragma once
@@ -33,6 +36,8 @@ namespace cmesh::swim {
 
 using swim_rumor_atom = caf::atom_constant<caf::atom("sw_rumor")>;
 using swim_members_atom = caf::atom_constant<caf::atom("sw_members")>;
+using swim_watch_atom = caf::atom_constant<caf::atom("sw_watch")>;
+using swim_member_atom = caf::atom_constant<caf::atom("sw_member")>;
 
 // Told to the simulator and the gossip benchmark (never in real mode).
 class observer {

@@ -45,6 +45,7 @@ command_spec node_spec() {
       {"advertise", "HOST:PORT", "address peers should dial to reach this node", "the listen address"},
       {"status-interval", "T", "print a status line this often (0 = never)", "10s"},
       {"verbose", "", "log every event, including each pong", ""},
+      {"profile", "KEY=VALUE[,KEY=VALUE]", "tags this node publishes for gossip search (keys: category, subcategory, name, location, adjective); repeatable", "", true},
       {"raft-member", "DID@HOST:PORT", "member of the replicated key/value group (Raft group 0); give every member, this node included, the same list on every member", "", true},
       {"election-timeout", "MIN-MAX", "Raft election timeout range (with --raft-member)", "150ms-300ms"},
       {"heartbeat", "T", "Raft heartbeat interval (with --raft-member)", "50ms"},
@@ -72,6 +73,7 @@ struct node_options {
   int64_t status_interval_us = 10'000'000;
   bool verbose = false;
   std::vector<seed_spec> raft_members;  // pinned: DID@HOST:PORT
+  gossip::search_tags profile;
   raft::config raft_config;
 };
 
@@ -97,6 +99,23 @@ result<node_options> read_options(const parsed_options& p) {
   if (!interval) return error{errc::invalid_argument, "--status-interval: " + interval.err().message};
   o.status_interval_us = *interval;
   o.verbose = p.has("verbose");
+  std::vector<std::string> assignments;
+  for (const auto& text : p.all("profile")) {
+    std::string item;
+    for (char c : text + ",") {
+      if (c != ',') {
+        item += c;
+      } else if (!item.empty()) {
+        assignments.push_back(std::move(item));
+        item.clear();
+      }
+    }
+  }
+  auto profile = gossip::parse_tag_assignments(assignments);
+  if (!profile) return error{errc::invalid_argument, "--profile: " + profile.err().message};
+  if (auto bad = gossip::validate_tags(*profile, gossip::config{}.tag_chars_max, false))
+    return error{errc::invalid_argument, "--profile: " + bad.message};
+  o.profile = *profile;
   for (const auto& text : p.all("raft-member")) {
     auto member = parse_seed_spec(text);
     if (!member) return error{errc::invalid_argument, "--raft-member: " + member.err().message};
@@ -318,6 +337,9 @@ int run_node(int argc, char** argv) {
     bus.epoch_offset_us = mesh_epoch_offset_us();
     setup.rmb = std::move(bus);
     setup.swim = swim_setup{};
+    gossip_setup search;
+    search.profile = options->profile;
+    setup.gossip = std::move(search);
     setup.events = &log;
     auto services = spawn_node_services(system, manager, setup);
     log.line("node " + self_identity->did() + " listening on " + advertised + " data " +
@@ -334,8 +356,14 @@ int run_node(int argc, char** argv) {
 
     caf::scoped_actor self{system};
     int sig = wait_for_signal(signals, options->status_interval_us, [&] {
-      std::string line = "status " + ask_status(self, services.front()) + " " + ask_status(self, manager);
-      for (size_t i = 1; i < services.size(); ++i) line += " " + ask_status(self, services[i]);
+      std::string line = "status ";
+      line += ask_status(self, services.front());
+      line += ' ';
+      line += ask_status(self, manager);
+      for (size_t i = 1; i < services.size(); ++i) {
+        line += ' ';
+        line += ask_status(self, services[i]);
+      }
       log.line(line);
     });
     log.line(std::string("shutting down on ") + (sig == SIGINT ? "SIGINT" : "SIGTERM"));

@@ -22,6 +22,7 @@ const char* overview =
     "  kv        get, put, del, cas in the replicated key/value store of a running group\n"
     "  name      register, resolve, transfer, release registrar names (NAME.mcom -> FQMN)\n"
     "  rmb       send a command to a twin over the reliable message bus and print its reply\n"
+    "  search    find agents whose published tags match, through a node's gossip search\n"
     "\n"
     "Run 'cmesh <command> --help' for the options of a command.\n";
 
@@ -47,6 +48,7 @@ int main(int argc, char** argv) {
   if (command == "kv") return cmesh::cli::run_kv(rest_argc, rest_argv);
   if (command == "name") return cmesh::cli::run_name(rest_argc, rest_argv);
   if (command == "rmb") return cmesh::cli::run_rmb(rest_argc, rest_argv);
+  if (command == "search") return cmesh::cli::run_search(rest_argc, rest_argv);
   std::fprintf(stderr, "cmesh: unknown command '%s'\n\n%s", command.c_str(), overview);
   return cmesh::cli::exit_usage;
 }

@@ -3,6 +3,7 @@
 #include <caf/all.hpp>
 
 #include "actors/bench/bench_actor.hpp"
+#include "actors/gossip/gossip_actor.hpp"
 #include "actors/kv/kv_actor.hpp"
 #include "actors/peer/peer_actor.hpp"
 #include "actors/rmb/rmb_actor.hpp"
@@ -62,6 +63,19 @@ std::vector<caf::actor> spawn_node_services(caf::actor_system& system, const caf
     swim_context.watcher = setup.swim->watcher;
     swim_context.broadcast_at_us = setup.swim->broadcast_at_us;
     services.push_back(swim::spawn_swim_actor(system, transport, std::move(swim_context)));
+  }
+  if (setup.gossip) {
+    gossip::actor_context gossip_context;
+    gossip_context.self = setup.self;
+    gossip_context.listen_address = setup.listen_address;
+    gossip_context.search = setup.gossip->search;
+    gossip_context.profile = setup.gossip->profile;
+    gossip_context.rng_seed = mix_seed(setup.rng_seed, /*stream: gossip search*/ 5);
+    gossip_context.events = setup.events;
+    gossip_context.observer = setup.gossip->observer;
+    caf::actor membership = setup.swim ? services.back() : caf::actor{};
+    services.push_back(
+        gossip::spawn_gossip_actor(system, transport, membership, std::move(gossip_context)));
   }
   if (setup.rmb) {
     rmb::agent_context rmb_context;

@@ -11,6 +11,7 @@
 #include <map>
 #include <optional>
 
+#include "actors/gossip/gossip_machine.hpp"
 #include "actors/peer/peer_machine.hpp"
 #include "actors/rmb/rmb_machine.hpp"
 #include "actors/swim/swim_machine.hpp"
@@ -31,6 +32,9 @@ class observer;
 namespace rmb {
 class agent_observer;
 }
+namespace gossip {
+class search_observer;
+}
 namespace swim {
 class observer;
 }
@@ -49,6 +53,14 @@ struct rmb_setup {
   rmb::config bus;
   int64_t epoch_offset_us = 0;        // actor clock + this = mesh time (real mode: Unix time)
   rmb::agent_observer* observer = nullptr;  // simulation checkers only
+};
+
+// Cached gossip search (actors/gossip): contacts from the membership when `swim` is set, else
+// the transport's peers.
+struct gossip_setup {
+  gossip::config search;
+  gossip::search_tags profile;                // validated by the caller
+  gossip::search_observer* observer = nullptr;  // simulation checkers only
 };
 
 // A Raft group this node is a member of, serving the replicated key/value store (actors/kv).
@@ -81,6 +93,7 @@ struct node_setup {
   std::optional<raft_setup> raft;
   std::optional<rmb_setup> rmb;
   std::optional<swim_setup> swim;
+  std::optional<gossip_setup> gossip;
   // The RMB agent's own store (real mode: a separate LMDB environment, as for Raft). Null: share
   // `storage`.
   store* rmb_storage = nullptr;

@@ -1,5 +1,6 @@
-// Real mode of the message bus and imAlive membership: 5 `cmesh node` processes on loopback.
-// An RMB command from a client (a separate `cmesh rmb send` process) reaches a twin on another
+// Real mode of the message bus, gossip search and imAlive membership: 5 `cmesh node` processes
+// on loopback. A search (`cmesh search`) started at one node finds the twin whose profile matches
+// on another; an RMB command from a client (a separate `cmesh rmb send` process) reaches a twin on another
 // node through the node the client asked, and its reply comes back; killing a node removes it
 // from the others' membership within the detection time.
 #include <doctest/doctest.h>
@@ -45,10 +46,19 @@ std::vector<agent_node> start_mesh(const temp_dir& dir, int count) {
     std::vector<std::string> args = {"node", "--listen", n.address, "--data", dir.file("d" + std::to_string(i)),
                                      "--identity", n.key};
     if (i > 0) args.insert(args.end(), {"--join", nodes[0].address});
+    // Every node sells groceries; only node 3 sells organic apples in Paris.
+    args.insert(args.end(), {"--profile", i == 3 ? "category=grocery,name=apple,location=Paris,adjective=organic"
+                                                 : "category=grocery,name=pear" + std::to_string(i)});
     n.proc = std::make_unique<process>(binary, args, dir.file("n" + std::to_string(i) + ".log"));
     REQUIRE(n.proc->started());
   }
   return nodes;
+}
+
+std::pair<int, std::string> search(const temp_dir& dir, std::vector<std::string> args) {
+  static int runs = 0;
+  args.insert(args.begin(), "search");
+  return cmesh::testing::run(binary, args, dir.file("search-" + std::to_string(runs++) + ".log"), 20s);
 }
 
 std::pair<int, std::string> rmb(const temp_dir& dir, std::vector<std::string> args) {
@@ -59,7 +69,7 @@ std::pair<int, std::string> rmb(const temp_dir& dir, std::vector<std::string> ar
 
 }  // namespace
 
-TEST_CASE("real agents: an RMB command to a twin on another node round-trips and a killed node leaves the membership") {
+TEST_CASE("real agents: a search finds a twin on another node - an RMB command to it round-trips - a killed node leaves the membership") {
   temp_dir dir;
   auto nodes = start_mesh(dir, 5);
   // Every node learns the other four through imAlive membership.
@@ -75,8 +85,29 @@ TEST_CASE("real agents: an RMB command to a twin on another node round-trips and
     REQUIRE(all);
   }
   auto me = new_identity(dir, "client");
-  // Ask node 0; the twin (node 3's own identity) lives on node 3.
-  auto first = rmb(dir, {"--to", nodes[3].did, "--cmd", "counter.add", "--data", "visits", "--node",
+  // A gossip search started at node 0 finds the one agent whose profile matches: node 3.
+  auto found = search(dir, {"name=apple", "adjective=Organic", "--node", nodes[0].address,
+                            "--identity", dir.file("client.key"), "--wait", "1s"});
+  INFO(found.second);
+  REQUIRE(found.first == 0);
+  // stdout: one line per match; stderr (same log): a summary.
+  CHECK(found.second.find(nodes[3].did + " " + nodes[3].address +
+                          " category=grocery,name=apple,location=paris,adjective=organic\n") == 0);
+  CHECK(found.second.find("1 match for name=apple,adjective=organic") != std::string::npos);
+  for (int i = 0; i < 5; ++i)
+    if (i != 3) CHECK(found.second.find(nodes[i].did) == std::string::npos);
+  std::string twin = found.second.substr(0, found.second.find(' '));
+  auto groceries = search(dir, {"category=grocery", "--node", nodes[1].address, "--wait", "1s"});
+  CHECK(groceries.first == 0);
+  for (const auto& n : nodes) CHECK(groceries.second.find(n.did) != std::string::npos);
+  auto none = search(dir, {"name=kiwi", "--node", nodes[2].address, "--wait", "300ms"});
+  CHECK(none.first == 1);
+  CHECK(none.second.find("did:key") == std::string::npos);
+  CHECK(none.second.find("0 matches for name=kiwi") != std::string::npos);
+  CHECK(search(dir, {"colour=red", "--node", nodes[2].address}).first == 2);
+
+  // Ask node 0 for the twin the search found (node 3's own identity, hosted on node 3).
+  auto first = rmb(dir, {"--to", twin, "--cmd", "counter.add", "--data", "visits", "--node",
                          nodes[0].address, "--identity", dir.file("client.key")});
   INFO(first.second);
   CHECK(first.first == 0);
