@@ -673,6 +673,15 @@ std::string replay_command(const simulation_options& o) {
   std::string cmd = "cmesh sim --nodes " + std::to_string(o.nodes) + " --seed " +
                     std::to_string(o.seed) + " --duration " + format_duration_us(o.duration_us);
   if (o.seed_nodes != 1) cmd += " --seed-nodes " + std::to_string(o.seed_nodes);
+  if (o.agents.swim) {
+    cmd += " --agents";
+    if (o.agents.contacts > 0) cmd += " --contacts " + std::to_string(o.agents.contacts);
+    const swim::config defaults;
+    if (o.agents.membership.member_table_max != defaults.member_table_max)
+      cmd += " --swim-table-max " + std::to_string(o.agents.membership.member_table_max);
+    if (o.agents.membership.retransmit_mult != defaults.retransmit_mult)
+      cmd += " --swim-retransmit-mult " + std::to_string(o.agents.membership.retransmit_mult);
+  }
   if (o.join_spread_us != 1'000'000) cmd += " --join-spread " + format_duration_us(o.join_spread_us);
   const auto& f = o.faults;
   auto number = [](double v) {
@@ -707,6 +716,9 @@ std::string replay_command(const simulation_options& o) {
     cmd += " --crash " + std::to_string(c.node) + "@" + format_duration_us(c.at_us);
     if (c.restart_after_us >= 0) cmd += "+" + format_duration_us(c.restart_after_us);
   }
+  for (const auto& z : f.freezes)
+    cmd += " --freeze " + std::to_string(z.node) + "@" + format_duration_us(z.start_us) + "-" +
+           format_duration_us(z.end_us);
   if (!o.use_storage) cmd += " --no-storage";
   if (o.raft.voters > 0) {
     const auto& rc = o.raft.config;

@@ -21,12 +21,17 @@ command_spec sim_command_spec() {
       {"reorder", "P", "probability a message gets extra delay and is overtaken", "0"},
       {"partition", "SPEC", "START-END:A/B (both ways), START-END:A>B (one way), START-END:A (A vs rest)", "", true},
       {"crash", "SPEC", "NODE@TIME or NODE@TIME+RESTART_AFTER, e.g. 3@5s+4s", "", true},
+      {"freeze", "SPEC", "NODE@START-END: the node neither sends nor receives then (a stop-the-world pause), e.g. 4@10s-12s", "", true},
       {"random-faults", "", "add a seeded storm of loss, duplication, reordering, partitions (some one-way) and crashes with restarts; the replay line spells it out", ""},
       {"election-faults", "", "add a seeded storm aimed at Raft elections and commitment: short partitions, frequent crashes with quick restarts, much reordering, plus --raft-nemesis; sets --election-timeout 150ms-155ms and --raft-batch 1 unless given; the replay line spells it out", ""},
       {"raft-nemesis", "", "reactive faults (with --raft): crash new leaders at once or within a few round trips, crash leaders right after their first commit, crash voters right after they grant a vote; restart them quickly", ""},
       {"data", "DIR", "keep node storage in DIR instead of a temporary folder", ""},
       {"keep-data", "", "do not delete the temporary storage folder at the end", ""},
       {"no-storage", "", "run without LMDB (protocol only; crashes then lose all state)", ""},
+      {"agents", "", "run imAlive membership (actors/swim) on every node", ""},
+      {"contacts", "K", "with --agents: every node starts knowing K random others instead of joining (then --seed-nodes may be 0)", "0"},
+      {"swim-table-max", "N", "with --agents: members each node keeps", "16384"},
+      {"swim-retransmit-mult", "M", "with --agents: an update is sent M * ceil(log10(n+1)) times", "4"},
       {"flood", "K", "benchmark workload: every node keeps K probes circulating to random nodes", "0 = off"},
       {"flood-payload", "BYTES", "payload of each flood probe", "64"},
       {"raft", "N", "nodes 0..N-1 form a Raft group serving the replicated key/value store", "0 = off"},
@@ -63,7 +68,18 @@ result<sim::simulation_options> sim_options_from(const parsed_options& p, uint64
   auto seed = get_unsigned(p, "seed", random_seed, 0, UINT64_MAX);
   if (!seed) return seed.err();
   o.seed = *seed;
-  auto seed_nodes = get_unsigned(p, "seed-nodes", 1, 1, o.nodes);
+  o.agents.swim = p.has("agents");
+  auto contacts = get_unsigned(p, "contacts", 0, 0, limits::sim_nodes_max);
+  if (!contacts) return contacts.err();
+  o.agents.contacts = static_cast<uint32_t>(*contacts);
+  auto table = get_unsigned(p, "swim-table-max", o.agents.membership.member_table_max, 2, 1'000'000);
+  if (!table) return table.err();
+  o.agents.membership.member_table_max = *table;
+  auto mult = get_unsigned(p, "swim-retransmit-mult", o.agents.membership.retransmit_mult, 1, 64);
+  if (!mult) return mult.err();
+  o.agents.membership.retransmit_mult = static_cast<uint32_t>(*mult);
+  bool contact_lists = o.agents.swim && o.agents.contacts > 0;
+  auto seed_nodes = get_unsigned(p, "seed-nodes", 1, contact_lists ? 0 : 1, o.nodes);
   if (!seed_nodes) return seed_nodes.err();
   o.seed_nodes = static_cast<uint32_t>(*seed_nodes);
   auto duration = [&](const std::string& name, const std::string& fallback) -> result<int64_t> {
@@ -105,6 +121,11 @@ result<sim::simulation_options> sim_options_from(const parsed_options& p, uint64
     auto part = sim::parse_partition(text, o.nodes);
     if (!part) return error{errc::invalid_argument, "--partition: " + part.err().message};
     o.faults.partitions.push_back(std::move(*part));
+  }
+  for (const auto& text : p.all("freeze")) {
+    auto z = sim::parse_freeze(text, o.nodes);
+    if (!z) return error{errc::invalid_argument, "--freeze: " + z.err().message};
+    o.faults.freezes.push_back(*z);
   }
   for (const auto& text : p.all("crash")) {
     auto c = sim::parse_crash(text, o.nodes);

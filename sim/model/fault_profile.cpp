@@ -136,6 +136,27 @@ result<crash> parse_crash(std::string_view text, uint32_t node_count) {
   return c;
 }
 
+result<freeze> parse_freeze(std::string_view text, uint32_t node_count) {
+  auto fail = [&](const std::string& why) {
+    return error{errc::invalid_argument, "bad freeze '" + std::string(text) + "': " + why +
+                                             " (expected NODE@START-END, e.g. 4@10s-12s)"};
+  };
+  auto at = text.find('@');
+  if (at == std::string_view::npos) return fail("missing '@'");
+  auto node = parse_unsigned(text.substr(0, at), "node index");
+  if (!node) return fail(node.err().message);
+  if (*node >= node_count) return fail("node " + std::to_string(*node) + " does not exist");
+  auto rest = text.substr(at + 1);
+  auto dash = rest.find('-');
+  if (dash == std::string_view::npos) return fail("missing '-'");
+  auto start = parse_duration_us(rest.substr(0, dash));
+  if (!start) return fail(start.err().message);
+  auto end = parse_duration_us(rest.substr(dash + 1));
+  if (!end) return fail(end.err().message);
+  if (*end <= *start) return fail("the end is not after the start");
+  return freeze{static_cast<uint32_t>(*node), *start, *end};
+}
+
 result<double> parse_probability(std::string_view text) {
   bool percent = !text.empty() && text.back() == '%';
   std::string number(percent ? text.substr(0, text.size() - 1) : text);

@@ -38,6 +38,15 @@ struct crash {
   int64_t restart_after_us = -1;
 };
 
+// Node `node` is frozen (a stop-the-world pause, SIGSTOP) from start_us to end_us: it neither
+// receives nor sends in that time. Messages to it wait and arrive at end_us; what it sends while
+// frozen leaves at end_us. Its state is kept (unlike a crash).
+struct freeze {
+  uint32_t node = 0;
+  int64_t start_us = 0;
+  int64_t end_us = 0;
+};
+
 // Faults that react to what the Raft replicas do, at the moments elections and commitment are
 // most fragile (in the spirit of FoundationDB's BUGGIFY and Jepsen's targeted nemeses). Each rule
 // fires with its probability, decided by the simulation's own seeded generator:
@@ -73,6 +82,7 @@ struct fault_profile {
   double reorder = 0;     // probability a message gets extra delay (so later ones overtake it)
   std::vector<partition> partitions;
   std::vector<crash> crashes;
+  std::vector<freeze> freezes;
   raft_nemesis nemesis;   // only acts on Raft replicas (simulation_options::raft)
 };
 
@@ -85,6 +95,8 @@ result<std::vector<uint32_t>> parse_node_set(std::string_view text, uint32_t nod
 result<partition> parse_partition(std::string_view text, uint32_t node_count);
 // "NODE@TIME" or "NODE@TIME+RESTART_AFTER".  Example: "3@5s+4s".
 result<crash> parse_crash(std::string_view text, uint32_t node_count);
+// "NODE@START-END", e.g. "4@10s-12s". Errors: invalid_argument (with the expected form).
+result<freeze> parse_freeze(std::string_view text, uint32_t node_count);
 // A probability in [0, 1], also "5%".
 result<double> parse_probability(std::string_view text);
 

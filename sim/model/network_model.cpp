@@ -19,6 +19,21 @@ network_model::network_model(uint64_t seed, fault_profile profile, uint32_t node
     }
     partitions_.push_back(std::move(c));
   }
+  freezes_.resize(node_count);
+  for (const auto& f : profile_.freezes) freezes_.at(f.node).push_back({f.start_us, f.end_us});
+}
+
+int64_t network_model::thawed_at(uint32_t node, int64_t at_us) const {
+  // Overlapping freezes chain: keep moving to the end of any freeze that holds the node.
+  for (bool moved = true; moved;) {
+    moved = false;
+    for (const auto& [start, end] : freezes_[node])
+      if (at_us >= start && at_us < end) {
+        at_us = end;
+        moved = true;
+      }
+  }
+  return at_us;
 }
 
 bool network_model::link_open(int64_t at_us, uint32_t from, uint32_t to) const {
@@ -71,6 +86,8 @@ void network_model::send(int64_t now_us, uint32_t from, uint32_t to, uint32_t to
                          uint16_t service, bytes payload) {
   assert(from < node_count_ && to < node_count_);
   ++stats_.sent;
+  // A frozen sender's message leaves when it thaws.
+  now_us = thawed_at(from, now_us);
   if (!link_open(now_us, from, to)) {
     ++stats_.partitioned;
     return;
@@ -89,6 +106,8 @@ void network_model::send(int64_t now_us, uint32_t from, uint32_t to, uint32_t to
       message.deliver_us += static_cast<int64_t>(
           rng_.below(static_cast<uint64_t>(2 * profile_.latency.latency_us_median) + 1));
     }
+    // A frozen receiver takes it when it thaws.
+    message.deliver_us = thawed_at(to, message.deliver_us);
     message.from = from;
     message.to = to;
     message.to_incarnation = to_incarnation;

@@ -66,6 +66,9 @@ public:
                     const std::string& address, const std::string& reason);
 
   bool link_open(int64_t at_us, uint32_t from, uint32_t to) const;
+  // When `node` can next send or receive at or after `at_us`: at_us, or the end of the freeze
+  // that holds it then.
+  int64_t thawed_at(uint32_t node, int64_t at_us) const;
   int64_t sample_latency_us();
 
   bool empty() const { return queue_.empty(); }
@@ -108,6 +111,7 @@ private:
   uint32_t node_count_;
   rng rng_;
   std::vector<compiled_partition> partitions_;
+  std::vector<std::vector<std::pair<int64_t, int64_t>>> freezes_;  // by node: [start, end)
   std::priority_queue<key, std::vector<key>, later> queue_;
   std::vector<in_flight> slab_;
   std::vector<uint32_t> free_slots_;

@@ -3,6 +3,7 @@
 #include <doctest/doctest.h>
 
 #include <map>
+#include <set>
 
 #include "actors/swim/swim_actor.hpp"
 #include "runtime/crypto/identity.hpp"
@@ -83,4 +84,152 @@ TEST_CASE("sim agents: a crashed agent is declared failed by the agents that kno
     noticed += failures.count(crashed);
   }
   CHECK(noticed >= 1);
+}
+
+namespace {
+
+// Membership changes as each agent sees them: who it currently holds as failed (declared failed
+// and not back since), every failure declaration, and suspicions.
+struct membership_log : swim::observer {
+  std::map<node_id, std::set<node_id>> failed_now;        // observer -> members it holds failed
+  std::map<node_id, std::vector<node_id>> declarations;   // observer -> every member_failed
+  std::map<node_id, int64_t> first_rumor_us;
+  uint64_t suspicions = 0;
+  uint64_t refutations = 0;
+  void on_event(const node_id& self, const swim::event& e, int64_t now_us) override {
+    switch (e.kind) {
+      case swim::event_kind::member_failed:
+        failed_now[self].insert(e.member);
+        declarations[self].push_back(e.member);
+        break;
+      case swim::event_kind::member_joined:
+      case swim::event_kind::member_alive:
+        failed_now[self].erase(e.member);
+        break;
+      case swim::event_kind::member_suspected: ++suspicions; break;
+      case swim::event_kind::self_refuted: ++refutations; break;
+      case swim::event_kind::rumor_received: first_rumor_us.emplace(self, now_us); break;
+      default: break;
+    }
+  }
+  void on_sent(const node_id&, size_t, bool, int64_t) override {}
+};
+
+sim::simulation_options agents_with(uint32_t nodes, uint64_t seed, membership_log& log) {
+  sim::simulation_options o;
+  o.nodes = nodes;
+  o.seed = seed;
+  o.seed_nodes = 0;
+  o.join_spread_us = 0;
+  o.use_storage = false;
+  o.agents.swim = true;
+  o.agents.contacts = 32;
+  o.agents.membership.member_table_max = 48;
+  o.agents.membership.retransmit_mult = 8;
+  o.agents.watcher = &log;
+  return o;
+}
+
+node_id key_of(uint64_t seed, uint32_t index) {
+  return identity::derive_for_simulation(seed, index).public_key;
+}
+
+}  // namespace
+
+TEST_CASE("sim agents: 80 percent of agents crash at once - survivors declare them failed - never each other - and still disseminate") {
+  for (uint64_t seed : {11, 12}) {
+    membership_log log;
+    auto o = agents_with(100, seed, log);
+    std::set<uint32_t> down;
+    for (uint32_t i = 1; i < o.nodes; ++i)
+      if (i % 5 != 0) down.insert(i);  // 80 of 100; node 0 and every fifth survive
+    for (auto i : down) o.faults.crashes.push_back({i, 5'000'000, -1});
+    o.agents.broadcast_at_us = 40'000'000;
+    o.duration_us = 40'000'000 + 15 * o.agents.membership.gossip_interval_us;
+    auto sim = sim::simulation::create(o);
+    REQUIRE(sim);
+    (*sim)->run_to_end();
+    INFO("replay: " << sim::replay_command(o));
+    CHECK((*sim)->report().violations.empty());
+    std::set<node_id> crashed;
+    for (auto i : down) crashed.insert(key_of(seed, i));
+    size_t survivors = 0, reached = 0;
+    std::set<node_id> declared_by_someone;
+    for (uint32_t i = 0; i < o.nodes; ++i) {
+      if (down.count(i)) continue;
+      auto self = key_of(seed, i);
+      ++survivors;
+      if (i == 0 || log.first_rumor_us.count(self)) ++reached;
+      for (const auto& member : log.declarations[self]) {
+        CHECK(crashed.count(member) == 1);  // a survivor never declares another survivor failed
+        declared_by_someone.insert(member);
+      }
+    }
+    CHECK(survivors == 20);
+    // Every crashed agent was declared failed by the survivors that knew it.
+    CHECK(declared_by_someone.size() == crashed.size());
+    // Membership still works for the 20 survivors: a rumor reaches all of them.
+    CHECK(reached == survivors);
+  }
+}
+
+TEST_CASE("sim agents: a 50/50 partition that heals is merged without operator action") {
+  for (uint64_t seed : {21, 22}) {
+    membership_log log;
+    auto o = agents_with(60, seed, log);
+    // Full membership (the default table): with a partial view an agent may forget a failed member
+    // (its tombstone makes room for a live one) instead of taking it back, which this test could not
+    // tell from a merge that never happened.
+    o.agents.membership.member_table_max = swim::config{}.member_table_max;
+    sim::partition halves;
+    halves.start_us = 5'000'000;
+    halves.end_us = 25'000'000;
+    for (uint32_t i = 0; i < 30; ++i) halves.from_side.push_back(i);
+    for (uint32_t i = 30; i < 60; ++i) halves.to_side.push_back(i);
+    o.faults.partitions.push_back(halves);
+    o.agents.broadcast_at_us = 60'000'000;
+    o.duration_us = 60'000'000 + 15 * o.agents.membership.gossip_interval_us;
+    auto sim = sim::simulation::create(o);
+    REQUIRE(sim);
+    (*sim)->run_to_end();
+    INFO("replay: " << sim::replay_command(o));
+    CHECK((*sim)->report().violations.empty());
+    // During the partition each side declared (some of) the other side failed...
+    size_t cross_declarations = 0;
+    for (const auto& [who, members] : log.declarations) cross_declarations += members.size();
+    CHECK(cross_declarations > 0);
+    // ...and after it healed every agent took every one of them back.
+    for (uint32_t i = 0; i < o.nodes; ++i) {
+      auto self = key_of(seed, i);
+      INFO("agent " << i << " still holds " << log.failed_now[self].size() << " members failed");
+      CHECK(log.failed_now[self].empty());
+      if (i != 0) CHECK(log.first_rumor_us.count(self) == 1);  // one mesh again: the rumor crosses
+    }
+  }
+}
+
+TEST_CASE("sim agents: 10 percent of agents frozen for 2 s under 5 percent loss are suspected - refute - and are never removed") {
+  uint64_t member_periods = 0, false_removals = 0, suspicions = 0, refutations = 0;
+  for (uint64_t seed : {31, 32, 33}) {
+    membership_log log;
+    auto o = agents_with(100, seed, log);
+    o.faults.loss = 0.05;
+    for (uint32_t i = 3; i < o.nodes; i += 10) o.faults.freezes.push_back({i, 10'000'000, 12'000'000});
+    REQUIRE(o.faults.freezes.size() == 10);
+    o.duration_us = 40'000'000;
+    auto sim = sim::simulation::create(o);
+    REQUIRE(sim);
+    (*sim)->run_to_end();
+    INFO("replay: " << sim::replay_command(o));
+    CHECK((*sim)->report().violations.empty());
+    for (const auto& [who, members] : log.declarations) false_removals += members.size();
+    member_periods += uint64_t{o.nodes} * (o.duration_us / o.agents.membership.protocol_period_us);
+    suspicions += log.suspicions;
+    refutations += log.refutations;
+  }
+  MESSAGE("frozen agents: " << suspicions << " suspicions, " << refutations << " refutations, "
+          << false_removals << " false removals in " << member_periods << " member-periods");
+  CHECK(suspicions > 0);   // the freeze was felt
+  CHECK(refutations > 0);  // and answered
+  CHECK(false_removals == 0);
 }

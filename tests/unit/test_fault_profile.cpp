@@ -278,3 +278,16 @@ TEST_CASE("fault profile: defaults describe a healthy network") {
   CHECK(profile.latency.latency_us_min <= profile.latency.latency_us_median);
   CHECK(profile.latency.latency_us_median <= profile.latency.latency_us_max);
 }
+
+TEST_CASE("fault profile: freezes parse and bad ones say what is expected") {
+  auto z = sim::parse_freeze("4@10s-12s", 10);
+  REQUIRE(z);
+  CHECK(z->node == 4);
+  CHECK(z->start_us == 10'000'000);
+  CHECK(z->end_us == 12'000'000);
+  for (const char* bad : {"4@10s", "4-10s-12s", "12@1s-2s", "4@2s-1s", "x@1s-2s"}) {
+    auto r = sim::parse_freeze(bad, 10);
+    REQUIRE_FALSE(r);
+    CHECK(r.err().message.find("NODE@START-END") != std::string::npos);
+  }
+}

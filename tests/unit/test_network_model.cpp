@@ -381,3 +381,26 @@ TEST_CASE("network model: a refused dial reports the dialed address and the reas
   CHECK(reply.deliver_us == 2500);
   CHECK(network.stats().dials_failed == 1);
 }
+
+TEST_CASE("network model: a frozen node receives and sends only when it thaws") {
+  auto profile = constant_latency(1000);
+  profile.freezes.push_back({1, 10'000, 50'000});
+  network_model network(1, profile, 3);
+  network.send(0, 0, 1, 0, 1, bytes{1});        // arrives at 1000: before the freeze
+  network.send(9'500, 0, 1, 0, 1, bytes{2});    // would arrive at 10500: held until 50000
+  network.send(20'000, 1, 2, 0, 1, bytes{3});   // sent while frozen: leaves at 50000
+  network.send(20'000, 0, 2, 0, 1, bytes{4});   // unrelated nodes: unaffected
+  auto out = drain(network);
+  REQUIRE(out.size() == 4);
+  CHECK(out[0].payload == bytes{1});
+  CHECK(out[0].deliver_us == 1000);
+  CHECK(out[1].payload == bytes{4});
+  CHECK(out[1].deliver_us == 21'000);
+  CHECK(out[2].payload == bytes{2});
+  CHECK(out[2].deliver_us == 50'000);
+  CHECK(out[3].payload == bytes{3});
+  CHECK(out[3].deliver_us == 51'000);
+  CHECK(network.thawed_at(1, 49'999) == 50'000);
+  CHECK(network.thawed_at(1, 50'000) == 50'000);
+  CHECK(network.thawed_at(0, 20'000) == 20'000);
+}
