@@ -191,8 +191,9 @@ cli::command_spec spec() {
                {"real-nodes", "N", "node processes of the real part", "5"},
                {"real-seconds", "S", "length of each real phase", "3"},
                {"real-rate", "R", "real latency phase: rumors (messages) per second over all nodes", "100"},
-               {"throughput-rate", "R", "real throughput phase: rumors offered per second", "2000"},
+               {"throughput-rate", "R", "real throughput phase: rumors offered per second", "10000"},
                {"gossip-interval", "T", "imAlive gossip interval of the real nodes", "200ms"},
+               {"eager-fanout", "K", "rumor eager push fanout of the real nodes (0 = rounds only)", "2"},
                {"nats", "PATH", "nats-server for the reference ('none' skips it)", "/usr/sbin/nats-server"},
                {"out", "DIR", "folder for gossip.csv, gossip-real.csv, coverage data and plots", "./bench-results"}};
   s.epilog = "Simulated scenarios: clean (no faults) and loss10-crash20 (10% loss, 20% of agents crashed\n"
@@ -213,9 +214,10 @@ int run_real_part(const cli::parsed_options& parsed, uint64_t runs) {
   auto nodes = cli::get_unsigned(parsed, "real-nodes", 5, 2, 32);
   auto seconds = cli::get_unsigned(parsed, "real-seconds", 3, 1, 120);
   auto rate = cli::get_unsigned(parsed, "real-rate", 100, 1, 100'000);
-  auto throughput_rate = cli::get_unsigned(parsed, "throughput-rate", 2000, 1, 1'000'000);
+  auto throughput_rate = cli::get_unsigned(parsed, "throughput-rate", 10000, 1, 1'000'000);
   auto interval = sim::parse_duration_us(parsed.get("gossip-interval", "200ms"));
-  if (!nodes || !seconds || !rate || !throughput_rate || !interval || *interval < 1000) {
+  auto eager = cli::get_unsigned(parsed, "eager-fanout", 2, 0, swim::gossip_fanout_max);
+  if (!nodes || !seconds || !rate || !throughput_rate || !interval || *interval < 1000 || !eager) {
     std::fprintf(stderr, "cmesh bench gossip: bad --real-nodes, --real-seconds, --real-rate, "
                          "--throughput-rate or --gossip-interval (at least 1ms)\n");
     return cli::exit_usage;
@@ -235,13 +237,17 @@ int run_real_part(const cli::parsed_options& parsed, uint64_t runs) {
   options.rate = static_cast<int>(*rate);
   options.throughput_rate = static_cast<int>(*throughput_rate);
   options.gossip_interval_us = *interval;
+  options.eager_fanout = static_cast<uint32_t>(*eager);
   nats_fanout_options reference;
   reference.server_path = nats;
   reference.nodes = options.nodes;
   reference.seconds = static_cast<double>(options.seconds);
   reference.rate_per_s = options.rate;
-  std::printf("\nreal: %d node processes on loopback, 64-byte messages, %d/s for latency, %llu run(s)\n",
-              options.nodes, options.rate, static_cast<unsigned long long>(runs));
+  std::printf("\nreal: %d node processes on loopback, 64-byte messages, %d/s for latency, %d/s offered "
+              "for throughput, gossip interval %lld ms, eager fanout %u, %llu run(s)\n",
+              options.nodes, options.rate, options.throughput_rate,
+              static_cast<long long>(options.gossip_interval_us / 1000), options.eager_fanout,
+              static_cast<unsigned long long>(runs));
   std::printf("%-10s %4s %16s %10s %10s %10s %12s\n", "system", "run", "disseminated/s",
               "p50_ms", "p99_ms", "max_ms", "incomplete");
   std::vector<double> ours_rate, ours_p50, ours_p99, theirs_rate, theirs_p50, theirs_p99;
@@ -289,8 +295,8 @@ int run_real_part(const cli::parsed_options& parsed, uint64_t runs) {
   std::printf("median cmesh: %.0f disseminated/s, p50 %.2f ms, p99 %.2f ms\n", median(ours_rate),
               median(ours_p50), median(ours_p99));
   std::vector<std::string> rows;
-  rows.push_back(format("cmesh,%d,%lld,%llu,%.0f,%.3f,%.3f", options.nodes,
-                        static_cast<long long>(options.gossip_interval_us / 1000),
+  rows.push_back(format("cmesh,%d,%lld,%u,%llu,%.0f,%.3f,%.3f", options.nodes,
+                        static_cast<long long>(options.gossip_interval_us / 1000), options.eager_fanout,
                         static_cast<unsigned long long>(runs), median(ours_rate), median(ours_p50),
                         median(ours_p99)));
   if (with_nats) {
@@ -299,11 +305,11 @@ int run_real_part(const cli::parsed_options& parsed, uint64_t runs) {
     std::printf("ratio cmesh/nats: throughput %.4fx, p50 %.1fx, p99 %.1fx (latency: higher is slower)\n",
                 median(ours_rate) / median(theirs_rate), median(ours_p50) / median(theirs_p50),
                 median(ours_p99) / median(theirs_p99));
-    rows.push_back(format("nats,%d,,%llu,%.0f,%.3f,%.3f", options.nodes,
+    rows.push_back(format("nats,%d,,,%llu,%.0f,%.3f,%.3f", options.nodes,
                           static_cast<unsigned long long>(runs), median(theirs_rate),
                           median(theirs_p50), median(theirs_p99)));
   }
-  write_csv(out, "gossip-real", "system,nodes,gossip_interval_ms,runs,disseminated_per_s,p50_ms,p99_ms",
+  write_csv(out, "gossip-real", "system,nodes,gossip_interval_ms,eager_fanout,runs,disseminated_per_s,p50_ms,p99_ms",
             rows);
   std::printf("csv: %s/gossip-real.csv\n", out.c_str());
   return cli::exit_ok;

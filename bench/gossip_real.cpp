@@ -92,7 +92,8 @@ cli::command_spec node_spec() {
                {"rate", "R", "latency phase: rumors per second over all nodes", "100"},
                {"throughput-rate", "R", "throughput phase: rumors offered per second over all nodes", "2000"},
                {"seconds", "S", "length of each phase", "3"},
-               {"gossip-interval-us", "US", "swim gossip interval", "200000"}};
+               {"gossip-interval-us", "US", "swim gossip interval", "200000"},
+               {"eager-fanout", "K", "swim eager push fanout for rumors", "0"}};
   return s;
 }
 
@@ -109,9 +110,10 @@ int run_gossip_node(int argc, char** argv) {
   auto throughput_rate = cli::get_unsigned(*parsed, "throughput-rate", 2000, 1, 10'000'000);
   auto seconds = cli::get_unsigned(*parsed, "seconds", 3, 1, 600);
   auto interval = cli::get_unsigned(*parsed, "gossip-interval-us", 200'000, 1000, 10'000'000);
+  auto eager = cli::get_unsigned(*parsed, "eager-fanout", 0, 0, swim::gossip_fanout_max);
   std::string dir = parsed->get("dir", "");
   int64_t start_ns = std::atoll(parsed->get("start-ns", "0").c_str());
-  if (!index || !nodes || !rate || !throughput_rate || !seconds || !interval || dir.empty() ||
+  if (!index || !nodes || !rate || !throughput_rate || !seconds || !interval || !eager || dir.empty() ||
       start_ns <= 0) {
     std::fprintf(stderr, "cmesh bench gossip-node: bad arguments\n");
     return cli::exit_usage;
@@ -146,6 +148,7 @@ int run_gossip_node(int argc, char** argv) {
   setup.rng_seed = mix_seed(static_cast<uint64_t>(start_ns), *index);
   swim_setup membership;
   membership.membership.gossip_interval_us = static_cast<int64_t>(*interval);
+  membership.membership.eager_fanout = static_cast<uint32_t>(*eager);
   membership.watcher = &watcher;
   setup.swim = membership;
   auto services = spawn_node_services(system, manager, setup);
@@ -215,7 +218,8 @@ std::optional<real_dissemination> run_real_dissemination(const real_options& opt
         "--dir", dir, "--start-ns", std::to_string(start_ns), "--rate",
         std::to_string(options.rate), "--throughput-rate", std::to_string(options.throughput_rate),
         "--seconds", std::to_string(options.seconds), "--gossip-interval-us",
-        std::to_string(options.gossip_interval_us)};
+        std::to_string(options.gossip_interval_us), "--eager-fanout",
+        std::to_string(options.eager_fanout)};
     children.push_back(cli::spawn_logged("/proc/self/exe", args, dir + "/node-" + std::to_string(i) + ".log"));
     if (i == 0) std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }

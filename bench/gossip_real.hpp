@@ -11,8 +11,9 @@ struct real_options {
   int nodes = 5;
   int seconds = 3;                   // length of each phase
   int rate = 100;                    // latency phase: rumors per second over all nodes
-  int throughput_rate = 2000;        // throughput phase: rumors offered per second
+  int throughput_rate = 10000;       // throughput phase: rumors offered per second
   int64_t gossip_interval_us = 200'000;
+  uint32_t eager_fanout = 2;         // swim::config::eager_fanout of the nodes
   int64_t warmup_ms = 3000;          // membership forms before the first publish
 };
 

@@ -358,7 +358,8 @@ status machine::broadcast_rumor(uint64_t id, bytes payload, int64_t now_us, effe
   u.subject = key_bytes(self_);
   u.rumor_id = id;
   u.payload = std::move(payload);
-  enqueue(std::move(u), origin_us);
+  enqueue(u, origin_us);
+  eager_push(u, self_, self_, out);
   return ok_status();
 }
 
@@ -415,7 +416,7 @@ void machine::apply_update(const update& u, bool from_sync, const node_id& from,
     case update_kind::left:
       on_dead(subject, u.incarnation, accuser, true, from_sync, now_us, out);
       break;
-    case update_kind::rumor: on_rumor(u, now_us, out); break;
+    case update_kind::rumor: on_rumor(u, from, now_us, out); break;
   }
 }
 
@@ -548,7 +549,20 @@ void machine::on_dead(const node_id& id, uint64_t incarnation, const node_id& ac
   enqueue(std::move(u));
 }
 
-void machine::on_rumor(const update& u, int64_t now_us, effects& out) {
+void machine::eager_push(const update& u, const node_id& from, const node_id& origin,
+                         effects& out) {
+  if (config_.eager_fanout == 0) return;
+  // One spare pick stands in for the sender (pick_random excludes only the origin).
+  uint32_t sent = 0;
+  for (const auto& target : pick_random(config_.eager_fanout + 1, false, origin)) {
+    if (target == from || sent == config_.eager_fanout) continue;
+    send(out, target, address_of(target), gossip{std::vector<update>{u}});
+    ++sent;
+    ++stats_.eager_pushes;
+  }
+}
+
+void machine::on_rumor(const update& u, const node_id& from, int64_t now_us, effects& out) {
   if (has_rumor(u.rumor_id)) {
     ++stats_.rumor_duplicates;
     return;
@@ -562,6 +576,7 @@ void machine::on_rumor(const update& u, int64_t now_us, effects& out) {
   e.payload = u.payload;
   out.events.push_back(std::move(e));
   enqueue(u, origin_us);
+  eager_push(u, from, origin, out);
 }
 
 void machine::refute(uint64_t accused_incarnation, effects& out) {

@@ -63,6 +63,11 @@ struct config {
   uint32_t messages_per_round_max = 4;     // send budget per gossip interval: the round's fanout
                                            // shrinks by the probe/relay/sync messages sent since
                                            // the last round (never below 1); 0 = no budget
+  uint32_t eager_fanout = 0;               // rumors only: on broadcast and on the first copy,
+                                           // send the rumor at once, alone, to this many random
+                                           // live members (not the sender, not the origin),
+                                           // outside the round budget; the rounds still carry
+                                           // it for reliability. 0 = rumors move with rounds
   uint32_t retransmit_mult = 4;            // an update is sent mult * ceil(log10(n+1)) times
   uint32_t suspicion_mult = 4;             // min suspicion = mult * log10(n) * period
   uint32_t suspicion_max_timeout_mult = 6; // max suspicion = this * min (no confirmations)
@@ -162,7 +167,8 @@ struct stats {
   uint64_t bytes_sent = 0;           // encoded payload bytes of every sent message
   uint64_t update_copies_sent = 0;   // updates carried by sent messages (piggyback + gossip)
   uint64_t rumor_copies_sent = 0;
-  uint64_t rumor_duplicates = 0;     // rumor copies received that were already known
+  uint64_t rumor_duplicates = 0;
+  uint64_t eager_pushes = 0;         // rumor copies sent at once (config::eager_fanout)     // rumor copies received that were already known
   uint64_t probes = 0;
   uint64_t probes_failed = 0;
   uint64_t ping_reqs_sent = 0;
@@ -285,7 +291,8 @@ private:
                   int64_t now_us, effects& out);
   void on_dead(const node_id& id, uint64_t incarnation, const node_id& accuser, bool left,
                bool from_sync, int64_t now_us, effects& out);
-  void on_rumor(const update& u, int64_t now_us, effects& out);
+  void on_rumor(const update& u, const node_id& from, int64_t now_us, effects& out);
+  void eager_push(const update& u, const node_id& from, const node_id& origin, effects& out);
   void refute(uint64_t accused_incarnation, effects& out);
   void set_state(member& m, member_state state, int64_t now_us);
   bool make_room();

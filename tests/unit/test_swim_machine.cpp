@@ -833,3 +833,30 @@ TEST_CASE("swim graceful leave is disseminated as left not failed") {
   for (size_t i = 0; i < c.size(); ++i)
     if (i != 7) CHECK(c.node(i).members().at(c.id(7)).state == member_state::left);
 }
+
+TEST_CASE("swim eager push: a rumor reaches every node long before the first gossip round and the rounds still carry it") {
+  config base;
+  base.eager_fanout = 2;
+  cluster c(50, base, 77);
+  c.know_everyone();
+  c.run_for(3'000'000);
+  auto before = c.total_stats();
+  // Right after a gossip tick, so no round helps for almost a whole interval.
+  int64_t interval = base.gossip_interval_us;
+  c.run_until((c.now() / interval + 1) * interval + 1000);
+  c.with_node(0, [&](machine& m, effects& out) {
+    REQUIRE(m.broadcast_rumor(9, bytes{7}, c.now(), out).ok());
+    size_t eager = 0;
+    for (const auto& s : out.sends) eager += std::holds_alternative<gossip>(s.message) ? 1 : 0;
+    CHECK(eager == 2);  // sent at once, outside the round
+  });
+  c.run_for(interval / 2);  // network latency only
+  double early = c.coverage(9);
+  MESSAGE("coverage half a round after the broadcast: " << early);
+  CHECK(early >= 0.8);  // infect-and-forward with fanout 2 reaches most nodes at once
+  c.run_for(5 * interval);
+  CHECK(c.coverage(9) == 1.0);  // the rounds finish the job
+  auto after = c.total_stats();
+  // Each node pushed at most eager_fanout copies, once.
+  CHECK(after.eager_pushes - before.eager_pushes <= 2 * 50);
+}
