@@ -14,6 +14,7 @@ inline constexpr uint16_t swim = 5;        // imAlive membership: probes, suspic
 inline constexpr uint16_t gossip = 6;      // cached tag gossip search (actors/gossip)
 inline constexpr uint16_t reputation = 7;  // endorsements and reports (actors/reputation)
 inline constexpr uint16_t aggregator = 8;  // tag -> agent directories (actors/aggregator)
+inline constexpr uint16_t events = 9;      // events bus: interest and routed messages (actors/events)
 inline constexpr uint16_t bench = 90;  // benchmark workloads: echo and flood (actors/bench)
 
 // Raft groups: group g (0 <= g < raft_groups_max) speaks on service raft_group_base + g, so
