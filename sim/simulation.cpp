@@ -17,6 +17,7 @@
 #include "runtime/node/node_services.hpp"
 #include "sim/world.hpp"
 #include "actors/kv/kv_actor.hpp"
+#include "actors/rmb/rmb_actor.hpp"
 #include "sim/kv_client.hpp"
 #include "sim/model/linearizability.hpp"
 #include "sim/model/raft_checker.hpp"
@@ -29,6 +30,44 @@ enum class node_action { start, crash, restart, churn, nemesis_crash_leader, nem
 
 constexpr std::string_view meta_database = "meta";
 constexpr std::string_view identity_key = "identity_seed";
+
+// The simulated RMB client: hands each command to the sending node's agent at its time (the
+// agent as it is then: a restarted node has a new one) and records how it ended.
+caf::behavior rmb_client(caf::event_based_actor* self, world* shared, uint64_t seed,
+                         std::vector<rmb_command> commands, std::vector<rmb_outcome>* outcomes) {
+  using namespace std::chrono;
+  auto now_us = [self] {
+    return duration_cast<microseconds>(self->clock().now().time_since_epoch()).count();
+  };
+  for (size_t i = 0; i < commands.size(); ++i)
+    self->delayed_send(self, microseconds(std::max<int64_t>(0, commands[i].at_us - now_us())),
+                       tick_atom::value, static_cast<uint64_t>(i));
+  return {
+    [=](tick_atom, uint64_t i) {
+      const auto& c = commands[i];
+      auto record = [=](uint8_t code, std::string reason, std::string reply) {
+        if (outcomes) outcomes->push_back({static_cast<size_t>(i), code, std::move(reason), std::move(reply), now_us()});
+      };
+      const auto* agent = c.from_node < shared->nodes.size() && shared->nodes[c.from_node].view.up
+                              ? shared->nodes[c.from_node].service(services::rmb)
+                              : nullptr;
+      if (agent == nullptr) {
+        record(255, "sender down", "");
+        return;
+      }
+      auto key = [&](uint32_t node) {
+        auto id = identity::derive_for_simulation(seed, node).public_key;
+        return bytes(id.key.begin(), id.key.end());
+      };
+      self->request(*agent, seconds(120), rmb::rmb_send_atom::value, key(c.from_node), key(c.to_node),
+                    c.command, bytes(c.data.begin(), c.data.end()), uint32_t{300})
+          .then([=](uint8_t code, const std::string& reason, const bytes& reply) {
+                  record(code, reason, std::string(reply.begin(), reply.end()));
+                },
+                [=](const caf::error&) { record(255, "no outcome", ""); });
+    },
+  };
+}
 
 }  // namespace
 
@@ -205,6 +244,14 @@ status simulation::impl::setup() {
     if (options.raft.churn_us > 0)
       agenda.emplace(options.raft.churn_us, std::make_pair(node_action::churn, 0u));
   }
+  if (!options.agents.rmb_commands.empty()) {
+    if (!options.agents.rmb) return {errc::invalid_argument, "RMB commands need agents.rmb"};
+    for (const auto& c : options.agents.rmb_commands)
+      if (c.from_node >= options.nodes || c.to_node >= options.nodes)
+        return {errc::invalid_argument, "an RMB command names a node that does not exist"};
+    clients.push_back(system->spawn(rmb_client, shared.get(), options.seed,
+                                    options.agents.rmb_commands, options.agents.rmb_outcomes));
+  }
   // Node 0 starts first; the others join at seeded random times within the join spread.
   rng starts(mix_seed(options.seed, 0x7374617274));
   for (uint32_t i = 0; i < options.nodes; ++i) {
@@ -295,6 +342,12 @@ void simulation::impl::boot(uint32_t index) {
       }
     }
     setup.swim = std::move(ss);
+  }
+  if (options.agents.rmb) {
+    rmb_setup bus;
+    bus.twins.push_back(self);
+    bus.observer = options.agents.rmb_observer;
+    setup.rmb = std::move(bus);
   }
   if (index < options.raft.voters) {
     raft_setup rs;

@@ -43,10 +43,37 @@ struct raft_options {
 namespace cmesh::swim {
 class observer;
 }
+namespace cmesh::rmb {
+class agent_observer;
+}
 namespace cmesh::sim {
 
 // Agents of the message bus layer on every node: imAlive membership (actors/swim).
+// An RMB command a simulated client hands to node `from_node`'s agent at `at_us`, for the twin
+// that is node `to_node`'s own identity.
+struct rmb_command {
+  int64_t at_us = 0;
+  uint32_t from_node = 0;
+  uint32_t to_node = 0;
+  std::string command;
+  std::string data;
+};
+// How it ended (as the sending agent reports it, or code 255 "no outcome" / "sender down").
+struct rmb_outcome {
+  size_t command_index = 0;
+  uint8_t code = 0;
+  std::string reason;
+  std::string reply;
+  int64_t at_us = 0;
+};
+
 struct agent_options {
+  // RMB agents (actors/rmb) on every node, each hosting the node's own identity as a twin, with
+  // their dedup records and twin states in the node's store.
+  bool rmb = false;
+  rmb::agent_observer* rmb_observer = nullptr;
+  std::vector<rmb_command> rmb_commands;      // needs rmb
+  std::vector<rmb_outcome>* rmb_outcomes = nullptr;
   bool swim = false;
   swim::config membership;
   uint32_t contacts = 0;              // > 0: each node starts knowing this many random others

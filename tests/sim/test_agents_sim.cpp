@@ -2,9 +2,11 @@
 // the simulated network. Dissemination coverage and detection of crashed agents.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <map>
 #include <set>
 
+#include "actors/rmb/rmb_actor.hpp"
 #include "actors/swim/swim_actor.hpp"
 #include "runtime/crypto/identity.hpp"
 #include "sim/simulation.hpp"
@@ -232,4 +234,77 @@ TEST_CASE("sim agents: 10 percent of agents frozen for 2 s under 5 percent loss 
   CHECK(suspicions > 0);   // the freeze was felt
   CHECK(refutations > 0);  // and answered
   CHECK(false_removals == 0);
+}
+
+namespace {
+
+struct effect_log : rmb::agent_observer {
+  std::map<bytes, int> effects_by_uid;
+  void on_effect(const node_id&, const node_id&, const std::string& command, const bytes& uid,
+                 const bytes&) override {
+    if (command == "counter.add") ++effects_by_uid[uid];
+  }
+};
+
+// Node 0's agent sends counter.add to node 1's twin at 2 s. Node 1's answers to node 0 are cut
+// from 1.9 s to 4 s (so the acknowledgement and the reply are lost and node 0 retries), and node 1
+// crashes at 3 s and restarts 1 s later on its store. At 8 s counter.get asks the twin's value.
+sim::simulation_options retried_across_a_crash(uint64_t seed, bool storage, effect_log& log,
+                                               std::vector<sim::rmb_outcome>& outcomes) {
+  sim::simulation_options o;
+  o.nodes = 3;
+  o.seed = seed;
+  o.duration_us = 20'000'000;
+  o.use_storage = storage;
+  o.agents.rmb = true;
+  o.agents.rmb_observer = &log;
+  o.agents.rmb_outcomes = &outcomes;
+  o.agents.rmb_commands = {{2'000'000, 0, 1, "counter.add", "visits"},
+                           {8'000'000, 2, 1, "counter.get", "visits"}};
+  sim::partition cut;
+  cut.start_us = 1'900'000;
+  cut.end_us = 4'000'000;
+  cut.from_side = {1};
+  cut.to_side = {0};
+  cut.one_way = true;
+  o.faults.partitions.push_back(cut);
+  o.faults.crashes.push_back({1, 3'000'000, 1'000'000});
+  return o;
+}
+
+}  // namespace
+
+TEST_CASE("sim rmb: a retried command takes effect exactly once across a crash of the receiving node") {
+  for (uint64_t seed : {41, 42, 43}) {
+    effect_log log;
+    std::vector<sim::rmb_outcome> outcomes;
+    auto o = retried_across_a_crash(seed, true, log, outcomes);
+    auto sim = sim::simulation::create(o);
+    REQUIRE(sim);
+    (*sim)->run_to_end();
+    INFO("seed " << seed << "; replay: sim_tests -tc='sim rmb*' (network and crashes: "
+                 << sim::replay_command(o) << ")");
+    CHECK((*sim)->report().violations.empty());
+    REQUIRE(outcomes.size() == 2);
+    std::sort(outcomes.begin(), outcomes.end(),
+              [](const auto& a, const auto& b) { return a.command_index < b.command_index; });
+    CHECK(outcomes[0].code == 0);
+    CHECK(outcomes[0].reply == "1");
+    CHECK(outcomes[0].at_us > 4'000'000);  // answered only after the cut healed: it was retried
+    CHECK(outcomes[1].code == 0);
+    CHECK(outcomes[1].reply == "1");       // the twin counted the command once
+    REQUIRE(log.effects_by_uid.size() == 1);
+    CHECK(log.effects_by_uid.begin()->second == 1);
+  }
+}
+
+TEST_CASE("sim rmb: without the store the same run executes the command twice - the check can fail") {
+  effect_log log;
+  std::vector<sim::rmb_outcome> outcomes;
+  auto o = retried_across_a_crash(41, false, log, outcomes);
+  auto sim = sim::simulation::create(o);
+  REQUIRE(sim);
+  (*sim)->run_to_end();
+  REQUIRE(log.effects_by_uid.size() == 1);
+  CHECK(log.effects_by_uid.begin()->second == 2);  // the restarted twin forgot it had run it
 }
