@@ -250,6 +250,13 @@ int run_real_part(const cli::parsed_options& parsed, uint64_t runs) {
               static_cast<unsigned long long>(runs));
   std::printf("%-10s %4s %16s %10s %10s %10s %12s\n", "system", "run", "disseminated/s",
               "p50_ms", "p99_ms", "max_ms", "incomplete");
+  auto print_row = [](const std::string& system, uint64_t run, double rate, double p50, double p99,
+                      double max, uint64_t incomplete, uint64_t sent) {
+    std::printf("%-10s %4llu %16.0f %10.2f %10.2f %10.2f %5llu/%-6llu\n", system.c_str(),
+                static_cast<unsigned long long>(run + 1), rate, p50, p99, max,
+                static_cast<unsigned long long>(incomplete), static_cast<unsigned long long>(sent));
+    std::fflush(stdout);
+  };
   std::vector<double> ours_rate, ours_p50, ours_p99, theirs_rate, theirs_p50, theirs_p99;
   for (uint64_t run = 0; run < runs; ++run) {
     auto run_ours = [&]() -> bool {
@@ -259,11 +266,8 @@ int run_real_part(const cli::parsed_options& parsed, uint64_t runs) {
         std::fprintf(stderr, "cmesh bench gossip: real run failed: %s\n", error.c_str());
         return false;
       }
-      std::printf("%-10s %4llu %16.0f %10.2f %10.2f %10.2f %5llu/%-6llu\n", "cmesh",
-                  static_cast<unsigned long long>(run + 1), r->disseminated_per_s, r->p50_ms, r->p99_ms,
-                  r->max_ms, static_cast<unsigned long long>(r->incomplete + r->throughput_incomplete),
-                  static_cast<unsigned long long>(r->sent + r->throughput_sent));
-      std::fflush(stdout);
+      print_row("cmesh", run, r->disseminated_per_s, r->p50_ms, r->p99_ms, r->max_ms,
+                r->incomplete + r->throughput_incomplete, r->sent + r->throughput_sent);
       ours_rate.push_back(r->disseminated_per_s);
       ours_p50.push_back(r->p50_ms);
       ours_p99.push_back(r->p99_ms);
@@ -277,12 +281,8 @@ int run_real_part(const cli::parsed_options& parsed, uint64_t runs) {
         std::fprintf(stderr, "cmesh bench gossip: nats reference failed: %s\n", error.c_str());
         return false;
       }
-      std::printf("%-10s %4llu %16.0f %10.2f %10.2f %10.2f %5llu/%-6llu\n",
-                  ("nats " + r->server_version).c_str(), static_cast<unsigned long long>(run + 1),
-                  r->disseminated_per_s, r->p50_ms, r->p99_ms, r->max_ms,
-                  static_cast<unsigned long long>(r->incomplete + r->throughput_incomplete),
-                  static_cast<unsigned long long>(r->sent + r->throughput_sent));
-      std::fflush(stdout);
+      print_row("nats " + r->server_version, run, r->disseminated_per_s, r->p50_ms, r->p99_ms,
+                r->max_ms, r->incomplete + r->throughput_incomplete, r->sent + r->throughput_sent);
       theirs_rate.push_back(r->disseminated_per_s);
       theirs_p50.push_back(r->p50_ms);
       theirs_p99.push_back(r->p99_ms);
@@ -336,13 +336,7 @@ int run_gossip_bench(int argc, char** argv) {
   std::string sizes_text = parsed->get("sizes", "1000,10000");
   std::string contacts = parsed->get("contacts", "64");
   std::string out = parsed->get("out", "./bench-results");
-  std::vector<std::string> sizes;
-  for (size_t pos = 0; pos < sizes_text.size();) {
-    size_t comma = sizes_text.find(',', pos);
-    if (comma == std::string::npos) comma = sizes_text.size();
-    sizes.push_back(sizes_text.substr(pos, comma - pos));
-    pos = comma + 1;
-  }
+  std::vector<std::string> sizes = cli::split_list(sizes_text);
   struct scenario {
     const char* name;
     const char* loss;

@@ -22,7 +22,7 @@ namespace {
 constexpr std::string_view service_name = "gossip";
 
 struct client_search {
-  node_id client;           // zero: started in-process (none yet)
+  node_id client;
   uint64_t correlation = 0;
   bool self_matches = false;
 };
@@ -34,6 +34,7 @@ struct gossip_state {
   std::unique_ptr<machine> protocol;
   bool membership_driven = false;           // contacts come from the swim actor
   std::map<node_id, std::string> members;   // candidate contacts
+  bool refresh_pending = false;             // a refresh_atom to ourselves is on its way
   std::map<node_id, std::string> introduced;
   std::map<uint64_t, client_search> clients;  // by search id
   int64_t armed_us = std::numeric_limits<int64_t>::max();
@@ -42,6 +43,7 @@ struct gossip_state {
 };
 
 using gossip_actor = caf::stateful_actor<gossip_state>;
+using refresh_atom = caf::atom_constant<caf::atom("gs_refresh")>;
 
 int64_t now_us(gossip_actor* self) {
   using namespace std::chrono;
@@ -54,22 +56,6 @@ void record(gossip_actor* self, std::string_view kind, const node_id& peer,
   if (st.ctx.events) st.ctx.events->record({st.ctx.self, service_name, kind, peer, detail, value});
 }
 
-std::string describe(const search_tags& t) {
-  std::string out;
-  auto add = [&](const char* key, const std::string& v) {
-    if (v.empty()) return;
-    if (!out.empty()) out += ' ';
-    out += key;
-    out += '=';
-    out += v;
-  };
-  add("category", t.category);
-  add("subcategory", t.subcategory);
-  add("name", t.name);
-  add("location", t.location);
-  add("adjective", t.adjective);
-  return out;
-}
 
 // Contacts in a per-node pseudo-random but stable order: sort by a keyed hash of the member id,
 // so every agent keeps a different sample when there are more members than contacts_max.
@@ -88,6 +74,15 @@ void refresh_contacts(gossip_actor* self) {
   contacts.reserve(ordered.size());
   for (auto& [rank, c] : ordered) contacts.push_back(std::move(c));
   st.protocol->set_contacts(contacts);
+}
+
+// Membership changes come one message per member (all of them when we subscribe): hand the
+// machine the new contact list once per burst, after the messages already queued.
+void contacts_changed(gossip_actor* self) {
+  auto& st = self->state;
+  if (st.refresh_pending) return;
+  st.refresh_pending = true;
+  self->send(self, refresh_atom::value);
 }
 
 void arm_timer(gossip_actor* self) {
@@ -136,7 +131,7 @@ void carry_out(gossip_actor* self, effects& out) {
   }
   for (const auto& done : out.done) {
     record(self, "search_done", node_id{},
-           describe(done.tags) + " matches=" + std::to_string(done.matches.size()) + " reason=" +
+           format_tags(done.tags, ' ') + " matches=" + std::to_string(done.matches.size()) + " reason=" +
                done_reason_name(done.reason) + " messages=" + std::to_string(done.messages_sent),
            done.finished_us - done.started_us);
     if (st.ctx.observer) st.ctx.observer->on_done(st.ctx.self, done);
@@ -177,7 +172,7 @@ void on_client_request(gossip_actor* self, const node_id& from, const envelope& 
     return;
   }
   ++st.client_searches;
-  record(self, "search_started", from, describe(normalize(request->tags)), 0);
+  record(self, "search_started", from, format_tags(normalize(request->tags), ' '), 0);
   // The search may already be done (own cache, no contacts): register before carrying out.
   st.clients[*id] = {from, env.correlation, tags_match(request->tags, st.protocol->profile())};
   carry_out(self, out);
@@ -230,20 +225,29 @@ caf::behavior run(gossip_actor* self, caf::actor transport, caf::actor membershi
     [=](swim::swim_member_atom, const node_id& member, const std::string& address, bool alive) {
       auto& s = self->state;
       if (member == s.ctx.self) return;
-      bool changed = alive ? (s.members[member] != address ? (s.members[member] = address, true) : false)
-                           : s.members.erase(member) > 0;
-      if (changed) refresh_contacts(self);
+      if (!alive) {
+        if (s.members.erase(member) > 0) contacts_changed(self);
+        return;
+      }
+      auto& known = s.members[member];
+      if (known == address) return;
+      known = address;
+      contacts_changed(self);
     },
     [=](peer_up_atom, const node_id& peer, const std::string& address) {
       auto& s = self->state;
       if (s.membership_driven || peer == s.ctx.self || address.empty()) return;
       s.members[peer] = address;
-      refresh_contacts(self);
+      contacts_changed(self);
     },
     [=](peer_down_atom, const node_id& peer) {
       auto& s = self->state;
       if (s.membership_driven) return;
-      if (s.members.erase(peer) > 0) refresh_contacts(self);
+      if (s.members.erase(peer) > 0) contacts_changed(self);
+    },
+    [=](refresh_atom) {
+      self->state.refresh_pending = false;
+      refresh_contacts(self);
     },
     [=](tick_atom) {
       auto& s = self->state;

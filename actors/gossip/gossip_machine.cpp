@@ -81,6 +81,23 @@ result<search_tags> parse_tag_assignments(const std::vector<std::string>& items)
   return tags;
 }
 
+std::string format_tags(const search_tags& tags, char separator) {
+  std::string out;
+  auto add = [&](const char* key, const std::string& value) {
+    if (value.empty()) return;
+    if (!out.empty()) out += separator;
+    out += key;
+    out += '=';
+    out += value;
+  };
+  add("category", tags.category);
+  add("subcategory", tags.subcategory);
+  add("name", tags.name);
+  add("location", tags.location);
+  add("adjective", tags.adjective);
+  return out;
+}
+
 agent_record record_of(const match& m) {
   return {bytes(m.key.key.begin(), m.key.key.end()), m.address, m.tags};
 }

@@ -97,6 +97,10 @@ struct match {
   friend bool operator==(const match&, const match&) = default;
 };
 
+// "category=grocery,name=apple" (non-empty tags in the order of search_tags, joined by
+// `separator`): the inverse of parse_tag_assignments, for logs and the command line.
+std::string format_tags(const search_tags& tags, char separator = ',');
+
 // The wire row for a match.
 agent_record record_of(const match& m);
 

@@ -236,11 +236,6 @@ kv::request make_request(kv::op operation, std::string key, std::string value = 
   return r;
 }
 
-int usage_error(const command_spec& spec, const std::string& message) {
-  std::fprintf(stderr, "%s: %s (see %s --help)\n", spec.name.c_str(), message.c_str(),
-               spec.name.c_str());
-  return exit_usage;
-}
 
 }  // namespace
 

@@ -100,17 +100,8 @@ result<node_options> read_options(const parsed_options& p) {
   o.status_interval_us = *interval;
   o.verbose = p.has("verbose");
   std::vector<std::string> assignments;
-  for (const auto& text : p.all("profile")) {
-    std::string item;
-    for (char c : text + ",") {
-      if (c != ',') {
-        item += c;
-      } else if (!item.empty()) {
-        assignments.push_back(std::move(item));
-        item.clear();
-      }
-    }
-  }
+  for (const auto& text : p.all("profile"))
+    for (auto& item : split_list(text)) assignments.push_back(std::move(item));
   auto profile = gossip::parse_tag_assignments(assignments);
   if (!profile) return error{errc::invalid_argument, "--profile: " + profile.err().message};
   if (auto bad = gossip::validate_tags(*profile, gossip::config{}.tag_chars_max, false))

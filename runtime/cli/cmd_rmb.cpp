@@ -57,10 +57,6 @@ command_spec rmb_spec() {
   return spec;
 }
 
-int usage_error(const command_spec& spec, const std::string& message) {
-  std::fprintf(stderr, "%s: %s (see %s --help)\n", spec.name.c_str(), message.c_str(), spec.name.c_str());
-  return exit_usage;
-}
 
 struct send_outcome {
   bool answered = false;

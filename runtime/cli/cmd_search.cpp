@@ -42,27 +42,11 @@ command_spec search_spec() {
   return spec;
 }
 
-int usage_error(const command_spec& spec, const std::string& message) {
-  std::fprintf(stderr, "%s: %s (see %s --help)\n", spec.name.c_str(), message.c_str(),
-               spec.name.c_str());
-  return exit_usage;
-}
 
-std::string describe_tags(const gossip::search_tags& t) {
-  std::string out;
-  auto add = [&](const char* key, const std::string& v) {
-    if (v.empty()) return;
-    if (!out.empty()) out += ',';
-    out += key;
-    out += '=';
-    out += v;
-  };
-  add("category", t.category);
-  add("subcategory", t.subcategory);
-  add("name", t.name);
-  add("location", t.location);
-  add("adjective", t.adjective);
-  return out.empty() ? "-" : out;
+// Tags for printing: "category=grocery,name=apple", or "-" for none.
+std::string describe_tags(const gossip::search_tags& tags) {
+  auto text = gossip::format_tags(tags);
+  return text.empty() ? "-" : text;
 }
 
 int run(const command_spec& spec, const parsed_options& p) {

@@ -110,4 +110,25 @@ result<uint64_t> get_unsigned(const parsed_options& options, const std::string& 
   return value;
 }
 
+int usage_error(const command_spec& spec, const std::string& message) {
+  std::fprintf(stderr, "%s: %s (see %s --help)\n", spec.name.c_str(), message.c_str(),
+               spec.name.c_str());
+  return 2;  // cli::exit_usage
+}
+
+std::vector<std::string> split_list(const std::string& text, char separator) {
+  std::vector<std::string> items;
+  std::string item;
+  for (char c : text) {
+    if (c != separator) {
+      item += c;
+    } else if (!item.empty()) {
+      items.push_back(std::move(item));
+      item.clear();
+    }
+  }
+  if (!item.empty()) items.push_back(std::move(item));
+  return items;
+}
+
 }  // namespace cmesh::cli

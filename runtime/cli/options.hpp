@@ -55,6 +55,13 @@ std::string help_text(const command_spec& spec);
 std::optional<parsed_options> parse_command_line(const command_spec& spec, int argc, char** argv,
                                                  int& exit_code);
 
+// For a usage problem found after parsing: prints "NAME: message (see NAME --help)" to stderr and
+// returns 2 (cli::exit_usage).
+int usage_error(const command_spec& spec, const std::string& message);
+
+// "a,b,,c" -> {"a", "b", "c"}: the items between separators, empty ones skipped.
+std::vector<std::string> split_list(const std::string& text, char separator = ',');
+
 // Typed accessors with clear errors: "--nodes: 'abc' is not a whole number".
 result<uint64_t> get_unsigned(const parsed_options& options, const std::string& name,
                               uint64_t fallback, uint64_t min, uint64_t max);

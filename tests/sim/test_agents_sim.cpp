@@ -26,7 +26,7 @@ struct recorder : swim::observer {
   void on_sent(const node_id&, size_t, bool, int64_t) override { ++sent; }
 };
 
-sim::simulation_options agents(uint32_t nodes, uint64_t seed, recorder& r) {
+sim::simulation_options agents(uint32_t nodes, uint64_t seed, swim::observer& r) {
   sim::simulation_options o;
   o.nodes = nodes;
   o.seed = seed;
@@ -117,20 +117,6 @@ struct membership_log : swim::observer {
   void on_sent(const node_id&, size_t, bool, int64_t) override {}
 };
 
-sim::simulation_options agents_with(uint32_t nodes, uint64_t seed, membership_log& log) {
-  sim::simulation_options o;
-  o.nodes = nodes;
-  o.seed = seed;
-  o.seed_nodes = 0;
-  o.join_spread_us = 0;
-  o.use_storage = false;
-  o.agents.swim = true;
-  o.agents.contacts = 32;
-  o.agents.membership.member_table_max = 48;
-  o.agents.membership.retransmit_mult = 8;
-  o.agents.watcher = &log;
-  return o;
-}
 
 node_id key_of(uint64_t seed, uint32_t index) {
   return identity::derive_for_simulation(seed, index).public_key;
@@ -141,7 +127,7 @@ node_id key_of(uint64_t seed, uint32_t index) {
 TEST_CASE("sim agents: 80 percent of agents crash at once - survivors declare them failed - never each other - and still disseminate") {
   for (uint64_t seed : {11, 12}) {
     membership_log log;
-    auto o = agents_with(100, seed, log);
+    auto o = agents(100, seed, log);
     std::set<uint32_t> down;
     for (uint32_t i = 1; i < o.nodes; ++i)
       if (i % 5 != 0) down.insert(i);  // 80 of 100; node 0 and every fifth survive
@@ -178,7 +164,7 @@ TEST_CASE("sim agents: 80 percent of agents crash at once - survivors declare th
 TEST_CASE("sim agents: a 50/50 partition that heals is merged without operator action") {
   for (uint64_t seed : {21, 22}) {
     membership_log log;
-    auto o = agents_with(60, seed, log);
+    auto o = agents(60, seed, log);
     // Full membership (the default table): with a partial view an agent may forget a failed member
     // (its tombstone makes room for a live one) instead of taking it back, which this test could not
     // tell from a merge that never happened.
@@ -214,7 +200,7 @@ TEST_CASE("sim agents: 10 percent of agents frozen for 2 s under 5 percent loss 
   uint64_t member_periods = 0, false_removals = 0, suspicions = 0, refutations = 0;
   for (uint64_t seed : {31, 32, 33}) {
     membership_log log;
-    auto o = agents_with(100, seed, log);
+    auto o = agents(100, seed, log);
     o.faults.loss = 0.05;
     for (uint32_t i = 3; i < o.nodes; i += 10) o.faults.freezes.push_back({i, 10'000'000, 12'000'000});
     REQUIRE(o.faults.freezes.size() == 10);
