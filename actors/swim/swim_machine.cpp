@@ -152,6 +152,8 @@ status validate(const config& c) {
   if (c.push_pull_interval_us <= 0 || c.reconnect_interval_us <= 0 ||
       c.seed_sync_interval_us <= 0)
     return bad("sync intervals must be positive");
+  if (c.join_retry_us <= 0 || c.join_retry_us > c.reconnect_interval_us)
+    return bad("join_retry_us must be positive and at most reconnect_interval_us");
   if (c.tombstone_us <= 0) return bad("tombstone_us must be positive");
   if (c.rumor_ttl_us <= 0) return bad("rumor_ttl_us must be positive");
   if (c.local_health_max == 0 || c.local_health_max > local_health_limit)
@@ -200,6 +202,23 @@ void machine::join(const std::vector<seed>& seeds, int64_t now_us, effects& out)
     if (!s.address.empty() && s.address != self_address_ && s.pinned != self_) seeds_.push_back(s);
   enqueue(alive_update(self_, incarnation_, self_address_));
   for (const auto& s : seeds_) send_sync(s.pinned, s.address, out);
+  if (!seeds_.empty()) {
+    join_backoff_us_ = config_.join_retry_us;
+    next_join_retry_us_ = now_us + join_backoff_us_;
+  }
+}
+
+// A node started before its seed is listening must not wait a whole reconnect interval: while
+// no member is known, sync with every seed again, backing off to reconnect_interval_us.
+void machine::retry_join(int64_t now_us, effects& out) {
+  if (leaving_ || alive_count_ + suspect_count_ != 0) {
+    next_join_retry_us_ = std::numeric_limits<int64_t>::max();
+    return;
+  }
+  for (const auto& s : seeds_) send_sync(s.pinned, s.address, out);
+  ++stats_.join_retries;
+  join_backoff_us_ = std::min(join_backoff_us_ * 2, config_.reconnect_interval_us);
+  next_join_retry_us_ = now_us + join_backoff_us_;
 }
 
 void machine::restore(const std::vector<member_record>& known, int64_t now_us) {
@@ -257,6 +276,7 @@ void machine::tick(int64_t now_us, effects& out) {
     next_seed_sync_us_ = now_us + config_.seed_sync_interval_us;
     seed_sync(now_us, out);
   }
+  if (now_us >= next_join_retry_us_) retry_join(now_us, out);
   expire_suspicions(now_us, out);
   expire_tombstones(now_us);
   expire_rumors(now_us);
@@ -265,7 +285,7 @@ void machine::tick(int64_t now_us, effects& out) {
 int64_t machine::next_deadline_us() const {
   if (!started_) return 0;
   int64_t t = std::min({next_gossip_us_, next_push_pull_us_, next_reconnect_us_,
-                        next_seed_sync_us_});
+                        next_seed_sync_us_, next_join_retry_us_});
   if (probe_.active) {
     t = std::min(t, probe_.deadline_us);
     if (!probe_.indirect_sent) t = std::min(t, probe_.direct_deadline_us);

@@ -21,6 +21,7 @@
 #include <array>
 #include <cstdint>
 #include <deque>
+#include <limits>
 #include <map>
 #include <set>
 #include <string>
@@ -76,6 +77,9 @@ struct config {
   int64_t reconnect_interval_us = 10'000'000;  // full sync with one random failed member (heals
                                                // partitions), or a seed while alone
   int64_t seed_sync_interval_us = 30'000'000;  // full sync with a seed that is not a live member
+  int64_t join_retry_us = 250'000;         // a join that has reached no one yet (the seed was not
+                                           // up) is retried after this, doubling up to
+                                           // reconnect_interval_us, until a member is known
   int64_t tombstone_us = 120'000'000;      // dead/left entries kept this long, then dropped
   int64_t rumor_ttl_us = 120'000'000;      // a rumor id is remembered (deduplicated) this long
   uint32_t local_health_max = 8;           // Lifeguard: timeouts scale by (1 + health), health
@@ -167,8 +171,9 @@ struct stats {
   uint64_t bytes_sent = 0;           // encoded payload bytes of every sent message
   uint64_t update_copies_sent = 0;   // updates carried by sent messages (piggyback + gossip)
   uint64_t rumor_copies_sent = 0;
-  uint64_t rumor_duplicates = 0;
-  uint64_t eager_pushes = 0;         // rumor copies sent at once (config::eager_fanout)     // rumor copies received that were already known
+  uint64_t rumor_duplicates = 0;     // rumor copies received that were already known
+  uint64_t eager_pushes = 0;         // rumor copies sent at once (config::eager_fanout)
+  uint64_t join_retries = 0;         // joins sent again because no seed had answered
   uint64_t probes = 0;
   uint64_t probes_failed = 0;
   uint64_t ping_reqs_sent = 0;
@@ -192,6 +197,7 @@ public:
   // Join through seed addresses: a push-pull sync with each, and our own `alive` queued for
   // dissemination. Seeds are also synced with later (while alone, and every
   // seed_sync_interval_us when a seed is not a live member). Seeds at our own address are dropped.
+  // Until some member is known, the syncs are retried with backoff from join_retry_us.
   void join(const std::vector<seed>& seeds, int64_t now_us, effects& out);
   // Adds members persisted by an earlier run (or set up by a harness) as alive, without
   // disseminating them; they are probed like any member. Skips self, bad keys and overflow.
@@ -315,6 +321,7 @@ private:
   void push_pull(int64_t now_us, effects& out);
   void reconnect(int64_t now_us, effects& out);
   void seed_sync(int64_t now_us, effects& out);
+  void retry_join(int64_t now_us, effects& out);
   void send_sync(const node_id& to, const std::string& address, effects& out);
   std::pair<std::vector<member_record>, std::vector<update>> full_state();
   void expire_suspicions(int64_t now_us, effects& out);
@@ -376,6 +383,8 @@ private:
   int64_t next_push_pull_us_ = 0;
   int64_t next_reconnect_us_ = 0;
   int64_t next_seed_sync_us_ = 0;
+  int64_t next_join_retry_us_ = std::numeric_limits<int64_t>::max();  // max: not joining
+  int64_t join_backoff_us_ = 0;
   int64_t now_us_ = 0;  // time of the current input
   uint32_t sent_since_gossip_ = 0;  // non-gossip messages since the last gossip round
   stats stats_;

@@ -82,6 +82,7 @@ TEST_CASE("real agents: a search finds a twin on another node - an RMB command t
           return true;
         },
         15s);
+    INFO("log of the node that did not see every other:\n" << n.proc->output());
     REQUIRE(all);
   }
   auto me = new_identity(dir, "client");

@@ -582,6 +582,36 @@ TEST_CASE("swim cluster join through a seed converges to full membership") {
   CHECK(c.stuck_timers == 0);
 }
 
+TEST_CASE("swim join retries a seed that was not up yet with backoff, and stops once joined") {
+  config cfg;
+  cfg.reconnect_interval_us = 60 * sec;  // the slow path alone would take up to a minute
+  cfg.seed_sync_interval_us = 60 * sec;
+  cluster c(2, cfg, 12);
+  c.join(0, {});
+  c.cut(1, 0);  // node 0 is "not listening yet": node 1's joins go nowhere
+  c.join(1, {0});
+  c.run_for(3 * sec);
+  // Retries at 0.25, 0.75, 1.75 s (backoff 250 ms doubling); the next is due at 3.75 s.
+  CHECK(c.node(1).statistics().join_retries == 3);
+  CHECK(c.node(1).live_count() == 1);  // itself only
+  c.uncut(1, 0);
+  c.run_for(1 * sec);
+  CHECK(c.node(1).statistics().join_retries == 4);
+  CHECK(c.node(1).live_count() == 2);
+  CHECK(c.node(0).live_count() == 2);
+  c.run_for(30 * sec);
+  CHECK(c.node(1).statistics().join_retries == 4);  // joined: no more retries
+  CHECK(c.wrong_views() == 0);
+}
+
+TEST_CASE("swim config refuses a join retry longer than the reconnect interval") {
+  config cfg;
+  cfg.join_retry_us = cfg.reconnect_interval_us + 1;
+  CHECK_FALSE(validate(cfg).ok());
+  cfg.join_retry_us = 0;
+  CHECK_FALSE(validate(cfg).ok());
+}
+
 TEST_CASE("swim rumor coverage per round at 1000 agents") {
   cluster c(1000, lockstep_config(), 21);
   c.know_everyone();
