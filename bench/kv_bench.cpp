@@ -34,6 +34,7 @@
 #include <caf/io/all.hpp>
 #include <sodium.h>
 
+#include "actors/ignore_unexpected.hpp"
 #include "bench/bench_util.hpp"
 #include "bench/commands.hpp"
 #include "messages/codec.hpp"
@@ -292,7 +293,7 @@ caf::behavior load_generator(load_actor* self, load_params params) {
   auto& st = self->state;
   st.p = std::move(params);
   st.value = random_value(st.p.shape.value_bytes);
-  self->set_default_handler(caf::drop);
+  self->set_default_handler(ignore_unexpected);
   self->send(st.p.transport, register_atom::value, services::kv, caf::actor{self});
   uint32_t count = st.p.probe ? static_cast<uint32_t>(st.p.nodes.size()) : st.p.shape.clients;
   for (uint32_t i = 0; i < count; ++i) {

@@ -27,6 +27,7 @@ enum class status_code : uint8_t {
   stale = 4,          // sequence not newer than the last one seen, or signed too long ago
   unknown_agent = 5,  // i_am_alive for an agent with no live registration: register again
   full = 6,           // the directory or one of the tag lists is at its bound
+  not_served = 7,     // the node asked runs no directory (started without --aggregator)
 };
 
 constexpr std::string_view status_code_name(status_code code) {
@@ -38,6 +39,7 @@ constexpr std::string_view status_code_name(status_code code) {
     case status_code::stale: return "stale";
     case status_code::unknown_agent: return "unknown_agent";
     case status_code::full: return "full";
+    case status_code::not_served: return "not_served";
   }
   return "unknown";
 }

@@ -3,6 +3,7 @@
 // message, and leaves deliveries in the model's queue for the driver to hand over on time.
 #include <charconv>
 
+#include "actors/ignore_unexpected.hpp"
 #include "messages/seam.hpp"
 #include "sim/world.hpp"
 
@@ -40,6 +41,12 @@ int64_t sending_node(caf::stateful_actor<simnet_state>* self) {
 
 caf::behavior simnet(caf::stateful_actor<simnet_state>* self, world* shared) {
   self->state.shared = shared;
+  // A service answering the network with an error is a bug the real transport must survive
+  // (see actors/ignore_unexpected.hpp): in the simulator it is a violation.
+  self->set_error_handler([=](caf::error& e) {
+    self->state.shared->violation("the network got an error message: " + self->system().render(e));
+  });
+  self->set_default_handler(ignore_unexpected);
   return {
     [=](send_atom, const node_id& to, uint16_t service, bytes& data) {
       auto& w = *self->state.shared;

@@ -170,6 +170,13 @@ struct client_effects {
   }
 };
 
+// A lookup an agent's actor runs at a set time (simulation scenarios; aggregator_actor.hpp).
+struct scheduled_lookup {
+  int64_t at_us = 0;  // actor clock
+  std::vector<std::string> tags;
+  uint32_t limit = 0;
+};
+
 class client {
 public:
   client(identity self, std::string address, std::vector<std::string> tags, node_id aggregator,

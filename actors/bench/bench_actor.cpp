@@ -2,6 +2,7 @@
 
 #include <caf/all.hpp>
 
+#include "actors/ignore_unexpected.hpp"
 #include "messages/bench_messages.hpp"
 #include "messages/codec.hpp"
 #include "messages/seam.hpp"
@@ -12,6 +13,7 @@ namespace cmesh::bench {
 namespace {
 
 caf::behavior echo(caf::event_based_actor* self, caf::actor transport, node_id me) {
+  self->set_default_handler(ignore_unexpected);
   self->send(transport, register_atom::value, services::bench, caf::actor{self});
   return {
     [=](deliver_atom, const node_id& from, uint16_t, const bytes& data) {
@@ -50,6 +52,7 @@ caf::behavior flood(caf::stateful_actor<flood_state>* self, caf::actor transport
   st.config = std::move(config);
   st.random.reseed(st.config.rng_seed);
   st.transport = std::move(transport);
+  self->set_default_handler(ignore_unexpected);
   self->send(st.transport, register_atom::value, services::bench, caf::actor{self});
   if (st.config.nodes && st.config.nodes->size() > 1)
     for (uint32_t i = 0; i < st.config.in_flight; ++i)

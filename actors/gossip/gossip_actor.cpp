@@ -8,6 +8,7 @@
 
 #include <caf/all.hpp>
 
+#include "actors/ignore_unexpected.hpp"
 #include "actors/swim/swim_actor.hpp"
 #include "messages/codec.hpp"
 #include "messages/seam.hpp"
@@ -212,7 +213,7 @@ caf::behavior run(gossip_actor* self, caf::actor transport, caf::actor membershi
   st.transport = std::move(transport);
   st.protocol = std::make_unique<machine>(st.ctx.search, st.ctx.self, st.ctx.listen_address,
                                           st.ctx.profile, rng(st.ctx.rng_seed));
-  self->set_default_handler(caf::drop);
+  self->set_default_handler(ignore_unexpected);
   self->send(st.transport, register_atom::value, services::gossip, caf::actor{self});
   if (membership) {
     st.membership_driven = true;

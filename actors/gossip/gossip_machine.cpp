@@ -98,6 +98,20 @@ std::string format_tags(const search_tags& tags, char separator) {
   return out;
 }
 
+std::vector<std::string> directory_tags(const search_tags& tags) {
+  auto t = normalize(tags);
+  std::vector<std::string> out;
+  auto add = [&](const char* key, const std::string& value) {
+    if (!value.empty()) out.push_back(std::string(key) + ':' + value);
+  };
+  add("category", t.category);
+  add("subcategory", t.subcategory);
+  add("name", t.name);
+  add("location", t.location);
+  add("adjective", t.adjective);
+  return out;
+}
+
 agent_record record_of(const match& m) {
   return {bytes(m.key.key.begin(), m.key.key.end()), m.address, m.tags};
 }

@@ -101,6 +101,10 @@ struct match {
 // `separator`): the inverse of parse_tag_assignments, for logs and the command line.
 std::string format_tags(const search_tags& tags, char separator = ',');
 
+// The same tags as directory keys for the aggregator (docs/aggregator.md): "category:grocery",
+// "name:apple", ... for each non-empty tag, normalized, in the order of search_tags.
+std::vector<std::string> directory_tags(const search_tags& tags);
+
 // The wire row for a match.
 agent_record record_of(const match& m);
 

@@ -4,6 +4,7 @@
 
 #include <caf/all.hpp>
 
+#include "actors/ignore_unexpected.hpp"
 #include "actors/kv/kv_machine.hpp"
 #include "actors/raft/raft_observer.hpp"
 #include "actors/raft/raft_store.hpp"
@@ -439,6 +440,7 @@ caf::behavior replica(replica_actor* self, caf::actor transport, replica_context
   raft::membership initial;
   initial.voters = raft::to_keys(st.ctx.voters);
   st.raft = std::make_unique<raft::machine>(st.ctx.raft_config, initial, st.ctx.rng_seed);
+  self->set_default_handler(ignore_unexpected);
   self->send(st.transport, register_atom::value, services::kv, caf::actor{self});
   self->send(st.transport, register_atom::value, services::raft_group(st.ctx.group),
              caf::actor{self});

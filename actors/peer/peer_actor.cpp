@@ -5,6 +5,7 @@
 
 #include <caf/all.hpp>
 
+#include "actors/ignore_unexpected.hpp"
 #include "messages/codec.hpp"
 #include "messages/seam.hpp"
 #include "runtime/core/event_sink.hpp"
@@ -165,6 +166,7 @@ caf::behavior peer_actor(peer_actor_type* self, caf::actor transport, actor_cont
   st.protocol = std::make_unique<machine>(st.context.self, st.context.listen_address,
                                           st.context.seeds, st.context.peer_config,
                                           st.context.rng_seed);
+  self->set_default_handler(ignore_unexpected);
   self->send(st.transport, register_atom::value, services::peer, caf::actor{self});
   auto remembered = load_remembered(self);
   auto tick = std::chrono::milliseconds(st.context.peer_config.tick_ms);

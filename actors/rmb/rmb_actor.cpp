@@ -7,6 +7,7 @@
 
 #include <caf/all.hpp>
 
+#include "actors/ignore_unexpected.hpp"
 #include "actors/rmb/rmb_store.hpp"
 #include "actors/rmb/twin_machine.hpp"
 #include "messages/codec.hpp"
@@ -247,7 +248,7 @@ caf::behavior agent(agent_actor* self, caf::actor transport, agent_context conte
   st.ctx.bus.self = st.ctx.self;
   st.transport = std::move(transport);
   st.bus = std::make_unique<machine>(st.ctx.bus, st.ctx.rng_seed);
-  self->set_default_handler(caf::drop);
+  self->set_default_handler(ignore_unexpected);
   self->send(st.transport, register_atom::value, services::rmb, caf::actor{self});
   boot(self);
   self->delayed_send(self, std::chrono::milliseconds(st.ctx.bus.tick_ms), tick_atom::value);

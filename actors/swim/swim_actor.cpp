@@ -7,6 +7,7 @@
 
 #include <caf/all.hpp>
 
+#include "actors/ignore_unexpected.hpp"
 #include "messages/codec.hpp"
 #include "messages/seam.hpp"
 #include "runtime/core/event_sink.hpp"
@@ -148,7 +149,7 @@ caf::behavior run(swim_actor* self, caf::actor transport, actor_context context)
   st.transport = std::move(transport);
   st.protocol = std::make_unique<machine>(st.ctx.membership, st.ctx.self, st.ctx.listen_address,
                                           rng(st.ctx.rng_seed));
-  self->set_default_handler(caf::drop);
+  self->set_default_handler(ignore_unexpected);
   self->send(st.transport, register_atom::value, services::swim, caf::actor{self});
   int64_t now = now_us(self);
   if (!st.ctx.known.empty()) st.protocol->restore(st.ctx.known, now);

@@ -12,6 +12,7 @@
 #include <caf/io/all.hpp>
 #include <sodium.h>
 
+#include "actors/ignore_unexpected.hpp"
 #include "messages/peer_messages.hpp"
 #include "messages/seam.hpp"
 #include "messages/services.hpp"
@@ -123,7 +124,7 @@ void on_reply(session_actor* self, const node_id& from, const bytes& data) {
 caf::behavior session(session_actor* self, session_params params) {
   auto& st = self->state;
   st.p = std::move(params);
-  self->set_default_handler(caf::drop);
+  self->set_default_handler(ignore_unexpected);
   self->send(st.p.transport, register_atom::value, st.p.request.service, caf::actor{self});
   st.target_address = st.p.address;
   if (!st.p.pinned.is_zero()) {

@@ -46,6 +46,9 @@ command_spec node_spec() {
       {"status-interval", "T", "print a status line this often (0 = never)", "10s"},
       {"verbose", "", "log every event, including each pong", ""},
       {"profile", "KEY=VALUE[,KEY=VALUE]", "tags this node publishes for gossip search (keys: category, subcategory, name, location, adjective); repeatable", "", true},
+      {"aggregator", "", "serve an aggregator directory (tag -> agents; lookups with 'cmesh lookup')", ""},
+      {"aggregator-at", "[DID@]HOST:PORT", "register this node's --profile at that aggregator and keep it listed with imAlives (can be this node)", ""},
+      {"aggregator-ttl", "T", "how long the aggregator keeps this node listed without an imAlive (10s to 1h)", "120s"},
       {"raft-member", "DID@HOST:PORT", "member of the replicated key/value group (Raft group 0); give every member, this node included, the same list on every member", "", true},
       {"election-timeout", "MIN-MAX", "Raft election timeout range (with --raft-member)", "150ms-300ms"},
       {"heartbeat", "T", "Raft heartbeat interval (with --raft-member)", "50ms"},
@@ -74,6 +77,9 @@ struct node_options {
   bool verbose = false;
   std::vector<seed_spec> raft_members;  // pinned: DID@HOST:PORT
   gossip::search_tags profile;
+  bool aggregator = false;
+  std::optional<seed_spec> aggregator_at;
+  uint32_t aggregator_ttl_s = aggregator::client_config{}.ttl_s;
   raft::config raft_config;
 };
 
@@ -107,6 +113,25 @@ result<node_options> read_options(const parsed_options& p) {
   if (auto bad = gossip::validate_tags(*profile, gossip::config{}.tag_chars_max, false))
     return error{errc::invalid_argument, "--profile: " + bad.message};
   o.profile = *profile;
+  o.aggregator = p.has("aggregator");
+  if (p.has("aggregator-at")) {
+    auto at = parse_seed_spec(p.get("aggregator-at"));
+    if (!at) return error{errc::invalid_argument, "--aggregator-at: " + at.err().message};
+    if (gossip::directory_tags(o.profile).empty())
+      return error{errc::invalid_argument, "--aggregator-at needs a --profile to register"};
+    o.aggregator_at = *at;
+  }
+  if (p.has("aggregator-ttl")) {
+    if (!o.aggregator_at) return error{errc::invalid_argument, "--aggregator-ttl needs --aggregator-at"};
+    auto ttl = sim::parse_duration_us(p.get("aggregator-ttl"));
+    aggregator::config limits;
+    if (!ttl || *ttl % 1'000'000 != 0 || *ttl / 1'000'000 < limits.ttl_s_min ||
+        *ttl / 1'000'000 > limits.ttl_s_max)
+      return error{errc::invalid_argument, "--aggregator-ttl: expected whole seconds from " +
+                                               std::to_string(limits.ttl_s_min) + "s to " +
+                                               std::to_string(limits.ttl_s_max) + "s"};
+    o.aggregator_ttl_s = static_cast<uint32_t>(*ttl / 1'000'000);
+  }
   for (const auto& text : p.all("raft-member")) {
     auto member = parse_seed_spec(text);
     if (!member) return error{errc::invalid_argument, "--raft-member: " + member.err().message};
@@ -331,6 +356,20 @@ int run_node(int argc, char** argv) {
     gossip_setup search;
     search.profile = options->profile;
     setup.gossip = std::move(search);
+    if (options->aggregator || options->aggregator_at) {
+      aggregator_setup directory;
+      directory.serve = options->aggregator;
+      if (options->aggregator_at) {
+        directory.register_self = true;
+        directory.agent = *self_identity;
+        directory.aggregator_address = options->aggregator_at->address;
+        directory.aggregator_id = options->aggregator_at->pinned;
+        directory.tags = gossip::directory_tags(options->profile);
+        directory.client.ttl_s = options->aggregator_ttl_s;
+      }
+      directory.epoch_offset_us = mesh_epoch_offset_us();
+      setup.aggregator = std::move(directory);
+    }
     setup.events = &log;
     auto services = spawn_node_services(system, manager, setup);
     log.line("node " + self_identity->did() + " listening on " + advertised + " data " +

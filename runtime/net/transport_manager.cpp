@@ -13,6 +13,7 @@
 #include <caf/io/all.hpp>
 #include <sodium.h>
 
+#include "actors/ignore_unexpected.hpp"
 #include "messages/seam.hpp"
 #include "runtime/core/address.hpp"
 #include "runtime/core/event_sink.hpp"
@@ -246,6 +247,13 @@ caf::behavior transport_manager(manager_actor* self, transport_config config, st
   st.advertised = std::move(advertised);
   st.jitter.reseed(st.config.jitter_seed);
   self->set_down_handler([=](caf::down_msg& msg) { on_connection_down(self, msg.source); });
+  // The manager outlives everything but shutdown: an error message (a service answering a
+  // notification with an error) is reported, never fatal (CAF's default would quit, taking the
+  // listener and every connection with it). Unknown messages are dropped without an answer.
+  self->set_error_handler([=](caf::error& e) {
+    report(self, "error_message", node_id{}, self->system().render(e));
+  });
+  self->set_default_handler(ignore_unexpected);
   return {
     [=](register_atom, uint16_t service, const caf::actor& actor) {
       for (auto& entry : self->state.services)

@@ -2,6 +2,7 @@
 
 #include <caf/all.hpp>
 
+#include "actors/aggregator/aggregator_actor.hpp"
 #include "actors/bench/bench_actor.hpp"
 #include "actors/gossip/gossip_actor.hpp"
 #include "actors/kv/kv_actor.hpp"
@@ -88,6 +89,25 @@ std::vector<caf::actor> spawn_node_services(caf::actor_system& system, const caf
     rmb_context.events = setup.events;
     rmb_context.observer = setup.rmb->observer;
     services.push_back(rmb::spawn_rmb_agent(system, transport, std::move(rmb_context)));
+  }
+  if (setup.aggregator) {
+    const auto& a = *setup.aggregator;
+    aggregator::actor_context context;
+    context.self = setup.self;
+    context.listen_address = setup.listen_address;
+    context.serve = a.serve;
+    context.directory = a.directory;
+    if (a.register_self) context.agent = a.agent;
+    context.aggregator_address = a.aggregator_address;
+    context.aggregator_id = a.aggregator_id;
+    context.tags = a.tags;
+    context.client = a.client;
+    context.lookups = a.lookups;
+    context.epoch_offset_us = a.epoch_offset_us;
+    context.rng_seed = mix_seed(setup.rng_seed, /*stream: aggregator*/ 6);
+    context.events = setup.events;
+    context.watcher = a.watcher;
+    services.push_back(aggregator::spawn_aggregator_actor(system, transport, std::move(context)));
   }
   return services;
 }

@@ -11,6 +11,7 @@
 #include <map>
 #include <optional>
 
+#include "actors/aggregator/aggregator_machine.hpp"
 #include "actors/gossip/gossip_machine.hpp"
 #include "actors/peer/peer_machine.hpp"
 #include "actors/rmb/rmb_machine.hpp"
@@ -38,6 +39,9 @@ class search_observer;
 namespace swim {
 class observer;
 }
+namespace aggregator {
+class observer;
+}
 
 // imAlive membership (actors/swim): joins through the node's seeds.
 struct swim_setup {
@@ -61,6 +65,22 @@ struct gossip_setup {
   gossip::config search;
   gossip::search_tags profile;                // validated by the caller
   gossip::search_observer* observer = nullptr;  // simulation checkers only
+};
+
+// Aggregator directory (actors/aggregator): serve a directory, register the node's identity at
+// one, or both.
+struct aggregator_setup {
+  bool serve = false;
+  aggregator::config directory;
+  bool register_self = false;            // register `identity` with `tags` at the address below
+  identity agent;
+  std::string aggregator_address;
+  node_id aggregator_id;                 // zero: learned when dialing the address
+  std::vector<std::string> tags;         // directory tags ("category:grocery", ...)
+  aggregator::client_config client;
+  std::vector<aggregator::scheduled_lookup> lookups;  // simulation scenarios only
+  int64_t epoch_offset_us = 0;           // actor clock + this = mesh time
+  aggregator::observer* watcher = nullptr;  // simulation checkers only
 };
 
 // A Raft group this node is a member of, serving the replicated key/value store (actors/kv).
@@ -94,6 +114,7 @@ struct node_setup {
   std::optional<rmb_setup> rmb;
   std::optional<swim_setup> swim;
   std::optional<gossip_setup> gossip;
+  std::optional<aggregator_setup> aggregator;
   // The RMB agent's own store (real mode: a separate LMDB environment, as for Raft). Null: share
   // `storage`.
   store* rmb_storage = nullptr;

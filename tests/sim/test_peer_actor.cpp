@@ -435,3 +435,44 @@ TEST_CASE_FIXTURE(fixture, "peer actor: remembered peers are introduced to the t
   kill(second);
   storage.reset();
 }
+
+// CAF 0.17's stock default handlers answer an unexpected message with an error, which CAF delivers
+// to the sender even for a plain send; the real transport once quit on such an answer (to a
+// dial_failed it told every service about) and took the listener down with it. Every service
+// must take the seam's notifications and unknown messages without answering anything.
+TEST_CASE_FIXTURE(fixture, "node services: seam notifications and unknown messages get no answer") {
+  cmesh::node_setup setup;
+  setup.self = self;
+  setup.listen_address = "sim:1";
+  setup.seeds = {{"sim:0", node_id{}}};
+  setup.rng_seed = 5;
+  setup.events = &sink;
+  setup.bench_echo = true;
+  setup.swim = cmesh::swim_setup{};
+  setup.gossip = cmesh::gossip_setup{};
+  cmesh::aggregator_setup directory;
+  directory.serve = true;
+  setup.aggregator = directory;
+  auto services = cmesh::spawn_node_services(sys, transport, setup);
+  for (const auto& a : services) actors.push_back(a);
+  sched.run();
+  REQUIRE(services.size() == 5);  // peer, echo, swim, gossip, aggregator
+  auto answers = std::make_shared<std::vector<std::string>>();
+  auto prober = sys.spawn([=](caf::event_based_actor* probe) -> caf::behavior {
+    probe->set_error_handler([=](caf::error& e) { answers->push_back(probe->system().render(e)); });
+    probe->set_default_handler([=](caf::scheduled_actor*, caf::message_view& m) -> caf::result<caf::message> {
+      answers->push_back(caf::to_string(m.content()));
+      return caf::message{};
+    });
+    for (const auto& service : services) {
+      probe->send(service, cmesh::dial_failed_atom::value, std::string("sim:9"), std::string("refused"));
+      probe->send(service, cmesh::peer_down_atom::value, x);
+      probe->send(service, caf::atom("bogus"), 42);
+    }
+    return {[](cmesh::tick_atom) {}};
+  });
+  actors.push_back(prober);
+  sched.run();
+  INFO((answers->empty() ? std::string() : answers->front()));
+  CHECK(answers->empty());
+}
