@@ -349,6 +349,23 @@ void simulation::impl::boot(uint32_t index) {
     bus.observer = options.agents.rmb_observer;
     setup.rmb = std::move(bus);
   }
+  if (options.agents.aggregator.enabled) {
+    const auto& opts = options.agents.aggregator;
+    aggregator_setup directory;
+    directory.serve = index == 0;
+    if (index != 0) {
+      directory.register_self = true;
+      directory.agent = self;
+      directory.aggregator_address = sim_address(0);
+      directory.aggregator_id = identity::derive_for_simulation(options.seed, 0).public_key;
+      directory.tags = {"category:grocery", "name:n" + std::to_string(index % 3)};
+      directory.client.ttl_s = opts.ttl_s;
+    }
+    for (const auto& [node, lookup] : opts.lookups)
+      if (node == index) directory.lookups.push_back(lookup);
+    directory.watcher = opts.watcher;
+    setup.aggregator = std::move(directory);
+  }
   if (index < options.raft.voters) {
     raft_setup rs;
     rs.voters = raft_voters;

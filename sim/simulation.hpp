@@ -17,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "actors/aggregator/aggregator_machine.hpp"
 #include "actors/peer/peer_machine.hpp"
 #include "actors/raft/raft_machine.hpp"
 #include "actors/swim/swim_machine.hpp"
@@ -46,6 +47,9 @@ class observer;
 namespace cmesh::rmb {
 class agent_observer;
 }
+namespace cmesh::aggregator {
+class observer;
+}
 namespace cmesh::sim {
 
 // Agents of the message bus layer on every node: imAlive membership (actors/swim).
@@ -67,6 +71,15 @@ struct rmb_outcome {
   int64_t at_us = 0;
 };
 
+// Aggregator directory (actors/aggregator): node 0 serves it; every other node registers its
+// identity with the tags "category:grocery" and "name:n<index % 3>" and keeps them alive.
+struct aggregator_options {
+  bool enabled = false;
+  uint32_t ttl_s = 10;
+  std::vector<std::pair<uint32_t, aggregator::scheduled_lookup>> lookups;  // (node, lookup)
+  aggregator::observer* watcher = nullptr;
+};
+
 struct agent_options {
   // RMB agents (actors/rmb) on every node, each hosting the node's own identity as a twin, with
   // their dedup records and twin states in the node's store.
@@ -80,6 +93,7 @@ struct agent_options {
                                       // instead of joining through the seeds
   int64_t broadcast_at_us = -1;       // >= 0: node 0 broadcasts rumor 1 then (gossip benchmark)
   swim::observer* watcher = nullptr;  // benchmark and tests
+  aggregator_options aggregator;
 };
 
 struct simulation_options {

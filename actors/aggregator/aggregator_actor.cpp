@@ -210,7 +210,8 @@ caf::behavior run(aggregator_actor* self, caf::actor transport, actor_context co
     }
   }
   for (size_t i = 0; i < st.ctx.lookups.size(); ++i)
-    self->delayed_send(self,
+    if (st.ctx.lookups[i].at_us >= clock_us(self))  // a restarted node does not rerun old ones
+      self->delayed_send(self,
                        std::chrono::microseconds(std::max<int64_t>(0, st.ctx.lookups[i].at_us - clock_us(self))),
                        lookup_atom::value, static_cast<uint64_t>(i));
   auto period = std::chrono::milliseconds(st.ctx.directory.tick_ms);

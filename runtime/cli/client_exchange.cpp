@@ -208,11 +208,16 @@ int report_unreachable(const exchange_outcome& outcome) {
   return exit_unreachable;
 }
 
+caf::actor_system& client_actor_system() {
+  static caf::actor_system_config* config = new caf::actor_system_config;
+  static caf::actor_system* system = new caf::actor_system{configure_for_transport(*config)};
+  return *system;
+}
+
 exchange_outcome run_exchange(const identity& me, const seed_spec& node, exchange_request request) {
-  // Leaked on purpose like the actor system below: transport threads may still report to it.
+  // Leaked on purpose like the actor system: transport threads may still report to it.
   auto& sink = *new client_sink(request.verbose);
-  caf::actor_system_config config;
-  auto* system = new caf::actor_system{configure_for_transport(config)};
+  auto* system = &client_actor_system();
   auto transport = start_transport(*system, loopback_transport(me, &sink));
   if (!transport) {
     exchange_outcome failed;

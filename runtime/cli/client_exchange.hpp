@@ -20,6 +20,10 @@
 #include "runtime/core/address.hpp"
 #include "runtime/crypto/identity.hpp"
 
+namespace caf {
+class actor_system;
+}
+
 namespace cmesh::cli {
 
 inline constexpr int exit_unreachable = 3;  // timeout, cannot connect, connection lost
@@ -52,6 +56,12 @@ struct exchange_request {
 };
 
 exchange_outcome run_exchange(const identity& me, const seed_spec& node, exchange_request request);
+
+// The one actor system of a client process, created on first use and leaked (callers _exit).
+// One per process: CAF 0.17 crashes when a second system is constructed while a thread of the
+// first (a finished dialer) is still terminating (seen as a rare SIGSEGV in cmesh rmb send, which
+// used to run two).
+caf::actor_system& client_actor_system();
 
 // A random 64-bit value other than 0 (correlations, client ids). Real mode only.
 uint64_t random_nonzero();

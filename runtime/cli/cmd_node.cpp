@@ -356,7 +356,9 @@ int run_node(int argc, char** argv) {
     gossip_setup search;
     search.profile = options->profile;
     setup.gossip = std::move(search);
-    if (options->aggregator || options->aggregator_at) {
+    {
+      // Always there, idle unless serving or registering: a lookup sent to a node that serves no
+      // directory is answered not_served instead of timing out.
       aggregator_setup directory;
       directory.serve = options->aggregator;
       if (options->aggregator_at) {

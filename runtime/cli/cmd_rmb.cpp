@@ -107,8 +107,7 @@ int run_send(const command_spec& spec, const parsed_options& p) {
   std::string agent_address = where->address.empty() ? node->address : where->address;
 
   // 2. Send through our own agent, straight to the hosting agent.
-  caf::actor_system_config config;
-  auto* system = new caf::actor_system{configure_for_transport(config)};  // leaked: we _exit below
+  auto* system = &client_actor_system();  // the exchange's system: one per process
   auto transport = start_transport(*system, loopback_transport(me));
   if (!transport) {
     std::fprintf(stderr, "cannot start the client transport: %s\n", transport.err().message.c_str());

@@ -7,6 +7,7 @@
 
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "tests/real/process.hpp"
@@ -46,6 +47,9 @@ std::vector<agent_node> start_mesh(const temp_dir& dir, int count) {
     std::vector<std::string> args = {"node", "--listen", n.address, "--data", dir.file("d" + std::to_string(i)),
                                      "--identity", n.key};
     if (i > 0) args.insert(args.end(), {"--join", nodes[0].address});
+    // Node 0 also serves an aggregator directory; the others register their profiles there.
+    if (i == 0) args.push_back("--aggregator");
+    else args.insert(args.end(), {"--aggregator-at", nodes[0].address, "--aggregator-ttl", "10s"});
     // Every node sells groceries; only node 3 sells organic apples in Paris.
     args.insert(args.end(), {"--profile", i == 3 ? "category=grocery,name=apple,location=Paris,adjective=organic"
                                                  : "category=grocery,name=pear" + std::to_string(i)});
@@ -59,6 +63,24 @@ std::pair<int, std::string> search(const temp_dir& dir, std::vector<std::string>
   static int runs = 0;
   args.insert(args.begin(), "search");
   return cmesh::testing::run(binary, args, dir.file("search-" + std::to_string(runs++) + ".log"), 20s);
+}
+
+std::pair<int, std::string> lookup(const temp_dir& dir, std::vector<std::string> args) {
+  static int runs = 0;
+  args.insert(args.begin(), "lookup");
+  return cmesh::testing::run(binary, args, dir.file("lookup-" + std::to_string(runs++) + ".log"), 20s);
+}
+
+// Repeats a lookup once a second until `done` holds for its output (at most `limit`).
+template <class F>
+std::pair<int, std::string> lookup_until(const temp_dir& dir, const std::vector<std::string>& args,
+                                         std::chrono::seconds limit, F done) {
+  auto deadline = std::chrono::steady_clock::now() + limit;
+  for (;;) {
+    auto result = lookup(dir, args);
+    if (done(result) || std::chrono::steady_clock::now() > deadline) return result;
+    std::this_thread::sleep_for(1s);
+  }
 }
 
 std::pair<int, std::string> rmb(const temp_dir& dir, std::vector<std::string> args) {
@@ -127,6 +149,27 @@ TEST_CASE("real agents: a search finds a twin on another node - an RMB command t
   auto usage = rmb(dir, {"--cmd", "echo", "--node", nodes[0].address});
   CHECK(usage.first == 2);
 
+  // The aggregator on node 0 lists nodes 1-4 once they registered; a lookup is one round trip.
+  auto apples = lookup_until(dir, {"name=apple", "--node", nodes[0].address}, 10s,
+                             [](const auto& r) { return r.first == 0; });
+  INFO(apples.second);
+  CHECK(apples.first == 0);
+  CHECK(apples.second.find(nodes[3].did + " " + nodes[3].address +
+                           " category:grocery,name:apple,location:paris,adjective:organic\n") == 0);
+  CHECK(apples.second.find("1 agent for name:apple") != std::string::npos);
+  auto listed = lookup_until(dir, {"category=grocery", "--node", nodes[0].address}, 10s, [&](const auto& r) {
+    return r.second.find("4 agents") != std::string::npos;
+  });
+  INFO(listed.second);
+  for (int i = 1; i < 5; ++i) {
+    INFO("node " << i << " log:\n" << nodes[i].proc->output());
+    CHECK(listed.second.find(nodes[i].did) != std::string::npos);
+  }
+  CHECK(listed.second.find(nodes[0].did) == std::string::npos);  // node 0 serves, does not register
+  auto not_served = lookup(dir, {"category=grocery", "--node", nodes[1].address});
+  CHECK(not_served.first == 1);
+  CHECK(not_served.second.find("not_served") != std::string::npos);
+
   // Kill node 4: the others declare it failed (suspicion first, then failure) within 15 s.
   nodes[4].proc->signal(SIGKILL);
   nodes[4].proc->wait(5s);
@@ -137,6 +180,17 @@ TEST_CASE("real agents: a search finds a twin on another node - an RMB command t
     for (int j = 0; j < 4; ++j)
       CHECK(log.find("swim member_failed peer=" + nodes[j].did) == std::string::npos);
   }
+  // Node 0 gives up dialing node 4 (its last attempt fails about 10 s after the kill) and keeps
+  // serving: the aggregator answers, and node 4 has expired from it (10 s lifetime).
+  CHECK(nodes[0].proc->wait_for_text("transport dial_failed peer=" + nodes[4].did, 25s));
+  auto after = lookup_until(dir, {"category=grocery", "--node", nodes[0].address}, 15s, [&](const auto& r) {
+    return r.second.find("3 agents") != std::string::npos;
+  });
+  INFO(after.second);
+  CHECK(after.first == 0);
+  CHECK(after.second.find(nodes[4].did) == std::string::npos);
+  for (int i = 1; i < 4; ++i) CHECK(after.second.find(nodes[i].did) != std::string::npos);
+  CHECK(nodes[0].proc->output().find("transport error_message") == std::string::npos);
   for (int i = 0; i < 4; ++i) nodes[i].proc->signal(SIGTERM);
   for (int i = 0; i < 4; ++i) CHECK(nodes[i].proc->wait(10s) == 0);
 }

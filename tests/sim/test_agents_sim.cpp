@@ -6,6 +6,7 @@
 #include <map>
 #include <set>
 
+#include "actors/aggregator/aggregator_actor.hpp"
 #include "actors/rmb/rmb_actor.hpp"
 #include "actors/swim/swim_actor.hpp"
 #include "runtime/crypto/identity.hpp"
@@ -293,4 +294,95 @@ TEST_CASE("sim rmb: without the store the same run executes the command twice - 
   (*sim)->run_to_end();
   REQUIRE(log.effects_by_uid.size() == 1);
   CHECK(log.effects_by_uid.begin()->second == 2);  // the restarted twin forgot it had run it
+}
+
+namespace {
+
+struct directory_recorder : aggregator::observer {
+  struct lookup_seen {
+    node_id by;
+    int64_t at_us;
+    std::set<node_id> agents;
+    bool timed_out;
+    size_t discarded;
+  };
+  std::vector<std::tuple<node_id, aggregator::event_kind, node_id, int64_t>> events;
+  std::vector<lookup_seen> lookups;
+  void on_event(const node_id& self, const aggregator::event& e, int64_t now_us) override {
+    events.emplace_back(self, e.kind, e.agent, now_us);
+  }
+  void on_lookup(const node_id& self, const aggregator::lookup_result& r, int64_t now_us) override {
+    std::set<node_id> agents;
+    for (const auto& a : r.agents) agents.insert(node_id::from_bytes(a.agent.data()));
+    lookups.push_back({self, now_us, std::move(agents), r.timed_out, r.discarded});
+  }
+};
+
+}  // namespace
+
+// Node 0 serves the directory; nodes 1-9 register "category:grocery" and "name:n<i % 3>" with a
+// 10 s lifetime. Node 4 crashes at 4 s and never comes back; node 0 crashes at 22 s and restarts
+// at 23 s with an empty directory (soft state).
+TEST_CASE("sim aggregator: lookups find exactly the matching agents - a crashed agent expires - a restarted aggregator is rebuilt by refreshes") {
+  for (uint64_t seed : {51, 52}) {
+    directory_recorder r;
+    sim::simulation_options o;
+    o.nodes = 10;
+    o.seed = seed;
+    o.seed_nodes = 1;
+    o.use_storage = false;
+    o.duration_us = 32'000'000;
+    o.faults.crashes.push_back({4, 4'000'000, -1});
+    o.faults.crashes.push_back({0, 22'000'000, 1'000'000});
+    o.agents.aggregator.enabled = true;
+    o.agents.aggregator.ttl_s = 10;
+    o.agents.aggregator.watcher = &r;
+    o.agents.aggregator.lookups = {{5, {3'000'000, {"name:n1"}, 0}},
+                                   {5, {20'000'000, {"name:n1"}, 0}},
+                                   {8, {30'000'000, {"category:grocery"}, 0}},
+                                   {2, {30'000'000, {"name:n2", "category:grocery"}, 0}}};
+    auto sim = sim::simulation::create(o);
+    REQUIRE(sim);
+    (*sim)->run_to_end();
+    INFO("seed " << seed << "; replay: sim_tests -tc='sim aggregator*'");
+    CHECK((*sim)->report().violations.empty());
+    auto id = [&](uint32_t i) { return identity::derive_for_simulation(seed, i).public_key; };
+    auto ids = [&](std::initializer_list<uint32_t> list) {
+      std::set<node_id> out;
+      for (auto i : list) out.insert(id(i));
+      return out;
+    };
+    REQUIRE(r.lookups.size() == 4);
+    std::sort(r.lookups.begin(), r.lookups.end(),
+              [&](const auto& a, const auto& b) { return std::tie(a.at_us, a.by) < std::tie(b.at_us, b.by); });
+    for (const auto& l : r.lookups) {
+      CHECK_FALSE(l.timed_out);
+      CHECK(l.discarded == 0);
+    }
+    CHECK(r.lookups[0].agents == ids({1, 4, 7}));
+    CHECK(r.lookups[1].agents == ids({1, 7}));  // node 4's entry expired
+    // After the aggregator's restart every live agent registered again.
+    for (const auto& l : {r.lookups[2], r.lookups[3]}) {
+      if (l.by == id(8)) CHECK(l.agents == ids({1, 2, 3, 5, 6, 7, 8, 9}));
+      else CHECK(l.agents == ids({2, 5, 8}));
+    }
+    // Node 4 expired at the aggregator one lifetime after its last refresh (before 4 s).
+    size_t expired_4 = 0, expired_other = 0, registered_after_restart = 0;
+    for (const auto& [self, kind, agent, at] : r.events) {
+      if (self != id(0)) continue;
+      if (kind == aggregator::event_kind::expired) {
+        if (agent == id(4)) {
+          ++expired_4;
+          CHECK(at >= 10'000'000);
+          CHECK(at <= 15'500'000);
+        } else {
+          ++expired_other;
+        }
+      }
+      if (kind == aggregator::event_kind::registered && at >= 23'000'000) ++registered_after_restart;
+    }
+    CHECK(expired_4 == 1);
+    CHECK(expired_other == 0);
+    CHECK(registered_after_restart == 8);
+  }
 }
