@@ -252,6 +252,14 @@ status simulation::impl::setup() {
     clients.push_back(system->spawn(rmb_client, shared.get(), options.seed,
                                     options.agents.rmb_commands, options.agents.rmb_outcomes));
   }
+  if (!options.agents.events_commands.empty()) {
+    if (!options.agents.events) return {errc::invalid_argument, "events commands need agents.events"};
+    for (const auto& c : options.agents.events_commands)
+      if (c.node >= options.nodes)
+        return {errc::invalid_argument, "an events command names a node that does not exist"};
+    clients.push_back(spawn_events_client(*system, shared.get(), options.agents.events_commands,
+                                          options.agents.events_outcomes));
+  }
   // Node 0 starts first; the others join at seeded random times within the join spread.
   rng starts(mix_seed(options.seed, 0x7374617274));
   for (uint32_t i = 0; i < options.nodes; ++i) {
@@ -365,6 +373,11 @@ void simulation::impl::boot(uint32_t index) {
       if (node == index) directory.lookups.push_back(lookup);
     directory.watcher = opts.watcher;
     setup.aggregator = std::move(directory);
+  }
+  if (options.agents.events) {
+    events_setup es;
+    es.observer = options.agents.events_observer;
+    setup.events_bus = std::move(es);
   }
   if (index < options.raft.voters) {
     raft_setup rs;

@@ -22,6 +22,7 @@
 #include "actors/raft/raft_machine.hpp"
 #include "actors/swim/swim_machine.hpp"
 #include "messages/error.hpp"
+#include "sim/events_client.hpp"
 #include "sim/model/fault_profile.hpp"
 #include "sim/model/network_model.hpp"
 
@@ -48,6 +49,9 @@ namespace cmesh::rmb {
 class agent_observer;
 }
 namespace cmesh::aggregator {
+class observer;
+}
+namespace cmesh::events {
 class observer;
 }
 namespace cmesh::sim {
@@ -94,6 +98,11 @@ struct agent_options {
   int64_t broadcast_at_us = -1;       // >= 0: node 0 broadcasts rumor 1 then (gossip benchmark)
   swim::observer* watcher = nullptr;  // benchmark and tests
   aggregator_options aggregator;
+  // The events bus (actors/events) on every node, and a simulated client driving it.
+  bool events = false;
+  events::observer* events_observer = nullptr;
+  std::vector<events_command> events_commands;  // needs events
+  std::vector<events_outcome>* events_outcomes = nullptr;
 };
 
 struct simulation_options {

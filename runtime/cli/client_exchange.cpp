@@ -178,9 +178,11 @@ caf::behavior session(session_actor* self, session_params params) {
   };
 }
 
+}  // namespace
+
 // Closes the connections politely (goodbye and queued frames written first), for at most half a
 // second.
-void close_transport(caf::actor_system& system, const caf::actor& manager) {
+void close_client_transport(caf::actor_system& system, const caf::actor& manager) {
   caf::scoped_actor self{system};
   self->request(manager, std::chrono::seconds(1), shutdown_atom::value)
       .receive([](caf::atom_value) {}, [](const caf::error&) {});
@@ -194,8 +196,6 @@ void close_transport(caf::actor_system& system, const caf::actor& manager) {
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
   }
 }
-
-}  // namespace
 
 uint64_t random_nonzero() {
   uint64_t value = 0;
@@ -250,7 +250,7 @@ exchange_outcome run_exchange(const identity& me, const seed_spec& node, exchang
     auto why = sink.last_failure();
     if (!why.empty()) result.message += " [last transport event: " + why + "]";
   }
-  close_transport(*system, manager);
+  close_client_transport(*system, manager);
   return result;
 }
 

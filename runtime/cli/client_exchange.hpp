@@ -21,8 +21,9 @@
 #include "runtime/crypto/identity.hpp"
 
 namespace caf {
+class actor;
 class actor_system;
-}
+}  // namespace caf
 
 namespace cmesh::cli {
 
@@ -65,6 +66,10 @@ caf::actor_system& client_actor_system();
 
 // A random 64-bit value other than 0 (correlations, client ids). Real mode only.
 uint64_t random_nonzero();
+
+// Closes a client transport's connections politely (goodbye and queued frames written first), for
+// at most about a second and a half. For clients that run their own session (cmesh events sub).
+void close_client_transport(caf::actor_system& system, const caf::actor& manager);
 
 // For a failed exchange: prints the message on stderr and returns exit_unreachable.
 int report_unreachable(const exchange_outcome& outcome);

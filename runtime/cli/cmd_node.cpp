@@ -372,6 +372,7 @@ int run_node(int argc, char** argv) {
       directory.epoch_offset_us = mesh_epoch_offset_us();
       setup.aggregator = std::move(directory);
     }
+    setup.events_bus = events_setup{};  // the events bus: always on, idle costs one digest/s/peer
     setup.events = &log;
     auto services = spawn_node_services(system, manager, setup);
     log.line("node " + self_identity->did() + " listening on " + advertised + " data " +

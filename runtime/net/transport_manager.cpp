@@ -265,7 +265,16 @@ caf::behavior transport_manager(manager_actor* self, transport_config config, st
     },
     [=](send_atom, const node_id& to, uint16_t, bytes& envelope) { on_send(self, to, envelope); },
     [=](dial_atom, const std::string& address, const node_id& pinned) {
-      if (address == self->state.advertised) return;  // never dial ourselves
+      auto& st = self->state;
+      if (address == st.advertised) return;  // never dial ourselves
+      // Already connected to the node listening there: tell the asker at once. A service spawned
+      // after the connection came up missed its peer_up and would otherwise wait forever.
+      for (const auto& [peer, known] : st.address_book)
+        if (known == address && st.routes.count(peer) != 0 && (pinned.is_zero() || pinned == peer)) {
+          if (auto asker = caf::actor_cast<caf::actor>(self->current_sender()))
+            self->send(asker, peer_up_atom::value, peer, address);
+          return;
+        }
       start_dial(self, address, pinned);
     },
     [=](introduce_atom, const node_id& peer, const std::string& address) {

@@ -4,6 +4,7 @@
 
 #include "actors/aggregator/aggregator_actor.hpp"
 #include "actors/bench/bench_actor.hpp"
+#include "actors/events/events_actor.hpp"
 #include "actors/gossip/gossip_actor.hpp"
 #include "actors/kv/kv_actor.hpp"
 #include "actors/peer/peer_actor.hpp"
@@ -16,6 +17,7 @@ namespace cmesh {
 std::vector<caf::actor> spawn_node_services(caf::actor_system& system, const caf::actor& transport,
                                             const node_setup& setup) {
   std::vector<caf::actor> services;
+  caf::actor membership;  // the swim actor, when there is one
   peer::actor_context peer_context;
   peer_context.self = setup.self;
   peer_context.listen_address = setup.listen_address;
@@ -64,6 +66,7 @@ std::vector<caf::actor> spawn_node_services(caf::actor_system& system, const caf
     swim_context.watcher = setup.swim->watcher;
     swim_context.broadcast_at_us = setup.swim->broadcast_at_us;
     services.push_back(swim::spawn_swim_actor(system, transport, std::move(swim_context)));
+    membership = services.back();
   }
   if (setup.gossip) {
     gossip::actor_context gossip_context;
@@ -108,6 +111,16 @@ std::vector<caf::actor> spawn_node_services(caf::actor_system& system, const caf
     context.events = setup.events;
     context.watcher = a.watcher;
     services.push_back(aggregator::spawn_aggregator_actor(system, transport, std::move(context)));
+  }
+  if (setup.events_bus) {
+    events::actor_context events_context;
+    events_context.self = setup.self;
+    events_context.bus = setup.events_bus->bus;
+    events_context.rng_seed = mix_seed(setup.rng_seed, /*stream: events bus*/ 7);
+    events_context.events = setup.events;
+    events_context.watcher = setup.events_bus->observer;
+    services.push_back(
+        events::spawn_events_actor(system, transport, membership, std::move(events_context)));
   }
   return services;
 }

@@ -12,6 +12,7 @@
 #include <optional>
 
 #include "actors/aggregator/aggregator_machine.hpp"
+#include "actors/events/events_machine.hpp"
 #include "actors/gossip/gossip_machine.hpp"
 #include "actors/peer/peer_machine.hpp"
 #include "actors/rmb/rmb_machine.hpp"
@@ -40,6 +41,9 @@ namespace swim {
 class observer;
 }
 namespace aggregator {
+class observer;
+}
+namespace events {
 class observer;
 }
 
@@ -83,6 +87,12 @@ struct aggregator_setup {
   aggregator::observer* watcher = nullptr;  // simulation checkers only
 };
 
+// Events bus (actors/events): publish/subscribe between the node's transport peers and its clients.
+struct events_setup {
+  events::config bus;                    // validated by the caller (events::validate)
+  events::observer* observer = nullptr;  // simulation checkers only
+};
+
 // A Raft group this node is a member of, serving the replicated key/value store (actors/kv).
 struct raft_setup {
   uint32_t group = 0;
@@ -115,6 +125,7 @@ struct node_setup {
   std::optional<swim_setup> swim;
   std::optional<gossip_setup> gossip;
   std::optional<aggregator_setup> aggregator;
+  std::optional<events_setup> events_bus;
   // The RMB agent's own store (real mode: a separate LMDB environment, as for Raft). Null: share
   // `storage`.
   store* rmb_storage = nullptr;

@@ -126,7 +126,7 @@ struct raw_client {
   // True if the node answers with a frame that decrypts to a pong (skipping the peer-list sample
   // a node sends every new connection).
   bool got_pong() {
-    for (int frames = 0; frames < 8; ++frames) {
+    for (int frames = 0; frames < 64; ++frames) {  // the node's services greet a new peer too
       auto frame = read_frame();
       if (!frame) return false;
       auto plain = channel->open(frame->data(), frame->size());

@@ -453,10 +453,11 @@ TEST_CASE_FIXTURE(fixture, "node services: seam notifications and unknown messag
   cmesh::aggregator_setup directory;
   directory.serve = true;
   setup.aggregator = directory;
+  setup.events_bus = cmesh::events_setup{};
   auto services = cmesh::spawn_node_services(sys, transport, setup);
   for (const auto& a : services) actors.push_back(a);
   sched.run();
-  REQUIRE(services.size() == 5);  // peer, echo, swim, gossip, aggregator
+  REQUIRE(services.size() == 6);  // peer, echo, swim, gossip, aggregator, events
   auto answers = std::make_shared<std::vector<std::string>>();
   auto prober = sys.spawn([=](caf::event_based_actor* probe) -> caf::behavior {
     probe->set_error_handler([=](caf::error& e) { answers->push_back(probe->system().render(e)); });

@@ -1,0 +1,399 @@
+// The events actor alone under CAF's test_coordinator, driven by hand: a fake transport records
+// what it sends through the seam, and the test plays the node's peers and clients (client_*
+// messages of messages/events_messages.hpp).
+#include <doctest/doctest.h>
+
+#include <chrono>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <caf/all.hpp>
+#include <caf/scheduler/test_coordinator.hpp>
+
+#include "actors/events/events_actor.hpp"
+#include "messages/codec.hpp"
+#include "messages/events_messages.hpp"
+#include "messages/seam.hpp"
+#include "messages/services.hpp"
+#include "runtime/core/event_sink.hpp"
+
+using namespace std::chrono_literals;
+using namespace cmesh::events;
+using cmesh::bytes;
+using cmesh::node_id;
+
+namespace {
+
+struct sent_message {
+  node_id to;
+  uint16_t service = 0;
+  bytes data;
+};
+
+caf::behavior fake_transport(caf::event_based_actor*, std::shared_ptr<std::vector<sent_message>> log) {
+  return {
+    [=](cmesh::send_atom, const node_id& to, uint16_t service, const bytes& data) {
+      log->push_back({to, service, data});
+    },
+    [=](cmesh::register_atom, uint16_t, const caf::actor&) {},
+  };
+}
+
+struct recording_sink : cmesh::event_sink {
+  std::vector<std::pair<std::string, std::string>> events;  // kind, detail
+  void record(const cmesh::node_event& e) override {
+    events.emplace_back(std::string(e.kind), std::string(e.detail));
+  }
+  size_t count(const std::string& kind, const std::string& detail_part = "") const {
+    size_t n = 0;
+    for (const auto& [k, d] : events)
+      n += k == kind && d.find(detail_part) != std::string::npos ? 1 : 0;
+    return n;
+  }
+};
+
+node_id make_id(uint8_t tag) {
+  node_id id;
+  for (size_t i = 0; i < id.key.size(); ++i) id.key[i] = static_cast<uint8_t>(tag + i * 7);
+  return id;
+}
+
+template <class T>
+bytes encode(const node_id& source, uint64_t correlation, const T& message) {
+  auto encoded = cmesh::encode_message(source, correlation, message);
+  REQUIRE(encoded.ok());
+  return std::move(*encoded);
+}
+
+template <class T>
+struct received {
+  uint64_t correlation = 0;
+  T message;
+};
+
+struct fixture {
+  caf::actor_system_config cfg;
+  caf::actor_system sys;
+  caf::scheduler::test_coordinator& sched;
+  std::shared_ptr<std::vector<sent_message>> log = std::make_shared<std::vector<sent_message>>();
+  recording_sink sink;
+  std::vector<caf::actor> actors;
+  caf::actor bus;
+  node_id self = make_id(1);
+  node_id client = make_id(50);
+  node_id peer = make_id(90);
+
+  static caf::actor_system_config& prepare(caf::actor_system_config& c) {
+    c.set("scheduler.policy", caf::atom("testing"));
+    c.set("logger.file-verbosity", caf::atom("quiet"));
+    c.set("logger.console-verbosity", caf::atom("quiet"));
+    return c;
+  }
+
+  fixture()
+      : sys(prepare(cfg)), sched(dynamic_cast<caf::scheduler::test_coordinator&>(sys.scheduler())) {
+    auto transport = sys.spawn(fake_transport, log);
+    actors.push_back(transport);
+    actor_context c;
+    c.self = self;
+    c.rng_seed = 7;
+    c.events = &sink;
+    bus = spawn_events_actor(sys, transport, caf::actor{}, c);
+    actors.push_back(bus);
+    sched.run();
+  }
+
+  ~fixture() {
+    for (const auto& a : actors) caf::anon_send_exit(a, caf::exit_reason::kill);
+    sched.run();
+  }
+
+  void deliver(const node_id& from, bytes data) {
+    caf::anon_send(bus, cmesh::deliver_atom::value, from, cmesh::services::events, std::move(data));
+    sched.run();
+  }
+  void up(const node_id& who) {
+    caf::anon_send(bus, cmesh::peer_up_atom::value, who, std::string("sim:9"));
+    sched.run();
+  }
+  void down(const node_id& who) {
+    caf::anon_send(bus, cmesh::peer_down_atom::value, who);
+    sched.run();
+  }
+  void advance(std::chrono::milliseconds total) {
+    for (auto step = 0ms; step < total; step += 100ms) {
+      sched.advance_time(100ms);
+      sched.run();
+    }
+  }
+
+  // What the actor sent to `to` that decodes as a T (envelopes from `self` on the events service).
+  template <class T>
+  std::vector<received<T>> sent_as(const node_id& to) const {
+    std::vector<received<T>> out;
+    for (const auto& m : *log) {
+      if (m.to != to) continue;
+      CHECK(m.service == cmesh::services::events);
+      auto env = cmesh::decode_envelope(m.data.data(), m.data.size());
+      REQUIRE(env.ok());
+      CHECK(env->source == self);
+      if (env->type != T::type_id) continue;
+      auto decoded = cmesh::decode_payload<T>(*env);
+      REQUIRE(decoded.ok());
+      out.push_back({env->correlation, std::move(*decoded)});
+    }
+    return out;
+  }
+
+  uint64_t subscribe(const std::string& pattern, uint32_t pending_messages = 0) {
+    client_subscribe s;
+    s.pattern = pattern;
+    s.pending_messages = pending_messages;
+    log->clear();
+    deliver(client, encode(client, 1000 + pattern.size(), s));
+    auto replies = sent_as<client_reply>(client);
+    REQUIRE(replies.size() == 1);
+    CHECK(replies[0].correlation == 1000 + pattern.size());
+    REQUIRE(replies[0].message.status == client_ok);
+    CHECK(replies[0].message.sid != 0);
+    return replies[0].message.sid;
+  }
+};
+
+}  // namespace
+
+TEST_CASE_FIXTURE(fixture, "events actor: a client's subscription gets what a peer routes and ends when the client goes down") {
+  up(peer);
+  up(client);
+  auto sid = subscribe("orders.>");
+  // The peer node hears of the new interest; the client is not a node and gets no interest traffic.
+  auto deltas = sent_as<interest_delta>(peer);
+  REQUIRE(deltas.size() == 1);
+  REQUIRE(deltas[0].message.changes.size() == 1);
+  CHECK(deltas[0].message.changes[0].pattern == "orders.>");
+  CHECK(deltas[0].message.changes[0].count == 1);
+  CHECK(sent_as<interest_delta>(client).empty());
+  CHECK(sink.count("subscribed", "orders.>") == 1);
+
+  log->clear();
+  routed_message m;
+  m.subject = "orders.eu.created";
+  m.payload = {'h', 'i'};
+  deliver(peer, encode(peer, 0, m));
+  m.subject = "billing.paid";  // routed to us by mistake: matches nothing here
+  deliver(peer, encode(peer, 0, m));
+  auto messages = sent_as<client_message>(client);
+  REQUIRE(messages.size() == 1);
+  CHECK(messages[0].message.sid == sid);
+  CHECK(messages[0].message.subject == "orders.eu.created");
+  CHECK(messages[0].message.payload == bytes{'h', 'i'});
+
+  // Digests keep going to the peer, never to the client.
+  log->clear();
+  advance(2500ms);
+  CHECK(sent_as<interest_digest>(peer).size() >= 2);
+  CHECK(sent_as<interest_digest>(client).empty());
+
+  log->clear();
+  down(client);
+  deltas = sent_as<interest_delta>(peer);
+  REQUIRE(deltas.size() == 1);
+  CHECK(deltas[0].message.changes[0].pattern == "orders.>");
+  CHECK(deltas[0].message.changes[0].count == 0);
+  CHECK(sink.count("unsubscribed", "client down") == 1);
+}
+
+TEST_CASE_FIXTURE(fixture, "events actor: a client that does not acknowledge is a slow consumer - every drop is reported to it and to the log") {
+  up(client);
+  auto sid = subscribe("a.*", 2);
+  log->clear();
+  client_publish p;
+  p.subject = "a.b";
+  p.payload = {'x'};
+  for (int i = 0; i < 5; ++i) deliver(client, encode(client, 10 + i, p));
+  auto replies = sent_as<client_reply>(client);
+  REQUIRE(replies.size() == 5);
+  for (const auto& r : replies) {
+    CHECK(r.message.status == client_ok);
+    CHECK(r.message.interest);
+  }
+  CHECK(sent_as<client_message>(client).size() == 2);  // the bound
+  // The first drop is reported at once, the next ones at the end of the report interval.
+  auto notices = sent_as<client_notice>(client);
+  REQUIRE(notices.size() == 1);
+  CHECK(notices[0].message.kind == "slow_consumer");
+  CHECK(notices[0].message.sid == sid);
+  CHECK(notices[0].message.dropped == 1);
+  advance(1200ms);
+  notices = sent_as<client_notice>(client);
+  REQUIRE(notices.size() == 2);
+  CHECK(notices[1].message.dropped == 2);
+  CHECK(notices[1].message.dropped_total == 3);
+  CHECK(notices[1].message.pending_messages == 2);
+  CHECK(sink.count("slow_consumer") == 2);
+
+  // Acknowledging makes room again.
+  client_ack ack;
+  ack.sid = sid;
+  ack.messages = 2;
+  ack.payload_bytes = 2;
+  deliver(client, encode(client, 0, ack));
+  log->clear();
+  deliver(client, encode(client, 20, p));
+  CHECK(sent_as<client_message>(client).size() == 1);
+  CHECK(sent_as<client_notice>(client).empty());
+  // Acknowledging more than was delivered is the client's bug: logged, nothing breaks.
+  ack.messages = 5;
+  deliver(client, encode(client, 0, ack));
+  CHECK(sink.count("malformed", "client_ack") == 1);
+}
+
+TEST_CASE_FIXTURE(fixture, "events actor: max_messages ends a subscription - requests end with no responders or a reply") {
+  up(peer);
+  up(client);
+  client_subscribe s;
+  s.pattern = "jobs.*";
+  s.max_messages = 2;
+  deliver(client, encode(client, 5, s));
+  log->clear();
+  routed_message m;
+  m.payload = {'1'};
+  for (const char* subject : {"jobs.a", "jobs.b", "jobs.c"}) {
+    m.subject = subject;
+    deliver(peer, encode(peer, 0, m));
+  }
+  CHECK(sent_as<client_message>(client).size() == 2);
+  auto notices = sent_as<client_notice>(client);
+  REQUIRE(notices.size() == 1);
+  CHECK(notices[0].message.kind == "ended");
+  auto deltas = sent_as<interest_delta>(peer);
+  REQUIRE(deltas.size() == 1);
+  CHECK(deltas[0].message.changes[0].count == 0);
+
+  // No interest anywhere: no responders at once.
+  log->clear();
+  client_request r;
+  r.subject = "svc.echo";
+  r.payload = {'?'};
+  r.timeout_ms = 500;
+  deliver(client, encode(client, 31, r));
+  auto replies = sent_as<client_reply>(client);
+  REQUIRE(replies.size() == 1);
+  CHECK(replies[0].correlation == 31);
+  CHECK(replies[0].message.status == client_no_responders);
+
+  // The peer answers svc.echo: the request goes there, the reply comes back on our inbox.
+  interest_sync table;
+  table.epoch = 77;
+  table.version = 1;
+  table.entries = {{"svc.echo", "", 1}};
+  deliver(peer, encode(peer, 0, table));
+  log->clear();
+  deliver(client, encode(client, 32, r));
+  auto routed = sent_as<routed_message>(peer);
+  REQUIRE(routed.size() == 1);
+  CHECK(routed[0].message.subject == "svc.echo");
+  REQUIRE_FALSE(routed[0].message.reply_to.empty());
+  routed_message answer;
+  answer.subject = routed[0].message.reply_to;
+  answer.payload = {'!'};
+  deliver(peer, encode(peer, 0, answer));
+  replies = sent_as<client_reply>(client);
+  REQUIRE(replies.size() == 1);
+  CHECK(replies[0].correlation == 32);
+  CHECK(replies[0].message.status == client_ok);
+  CHECK(replies[0].message.payload == bytes{'!'});
+
+  // And one that nobody answers times out.
+  log->clear();
+  deliver(client, encode(client, 33, r));
+  advance(700ms);
+  replies = sent_as<client_reply>(client);
+  REQUIRE(replies.size() == 1);
+  CHECK(replies[0].correlation == 33);
+  CHECK(replies[0].message.status == client_timeout);
+}
+
+TEST_CASE_FIXTURE(fixture, "events actor: malformed client input gets a 400 with the reason and the actor keeps serving") {
+  up(client);
+  log->clear();
+  deliver(client, bytes{0x01, 0x02, 0x03});  // not an envelope: no correlation to answer
+  CHECK(sink.count("malformed") == 1);
+  CHECK(log->empty());
+
+  cmesh::envelope env;
+  env.type = client_subscribe::type_id;
+  env.source = client;
+  env.service = cmesh::services::events;
+  env.correlation = 41;
+  env.payload = {0xc1};  // never valid msgpack
+  auto raw = cmesh::encode_envelope(env);
+  REQUIRE(raw.ok());
+  deliver(client, *raw);
+  auto replies = sent_as<client_reply>(client);
+  REQUIRE(replies.size() == 1);
+  CHECK(replies[0].correlation == 41);
+  CHECK(replies[0].message.status == client_bad_request);
+  CHECK_FALSE(replies[0].message.reason.empty());
+
+  log->clear();
+  client_subscribe bad;
+  bad.pattern = "a.>.b";
+  deliver(client, encode(client, 42, bad));
+  bad.pattern = "ok.*";
+  bad.queue_group = "has.dot";
+  deliver(client, encode(client, 43, bad));
+  client_message wrong_way;  // a node-to-client message sent by a client
+  deliver(client, encode(client, 44, wrong_way));
+  client_publish huge;
+  huge.subject = "big";
+  huge.payload.resize(cmesh::events::config{}.payload_bytes_max + 1);
+  deliver(client, encode(client, 45, huge));
+  replies = sent_as<client_reply>(client);
+  REQUIRE(replies.size() == 4);
+  CHECK(replies[0].message.status == client_bad_request);
+  CHECK(replies[0].message.reason.find("'>'") != std::string::npos);
+  CHECK(replies[1].message.status == client_bad_request);
+  CHECK(replies[2].message.status == client_bad_request);
+  CHECK(replies[3].message.status == client_too_large);
+  // An envelope claiming another source is dropped.
+  deliver(client, encode(peer, 46, bad));
+  CHECK(sent_as<client_reply>(client).size() == 4);
+
+  // Still serving.
+  CHECK(subscribe("ok.*") != 0);
+}
+
+TEST_CASE_FIXTURE(fixture, "events actor: in-process subscribers get messages and their subscriptions end when they terminate") {
+  auto got = std::make_shared<std::vector<std::string>>();
+  auto subscriber = sys.spawn([got](caf::event_based_actor*) -> caf::behavior {
+    return {
+      [=](events_msg_atom, uint64_t, const std::string& subject, const std::string&, const bytes& payload) {
+        got->push_back(subject + " " + std::string(payload.begin(), payload.end()));
+      },
+    };
+  });
+  actors.push_back(subscriber);
+  up(peer);
+  log->clear();
+  caf::anon_send(bus, events_sub_atom::value, std::string("news.>"), std::string(), subscriber);
+  sched.run();
+  REQUIRE(sent_as<interest_delta>(peer).size() == 1);
+  routed_message m;
+  m.subject = "news.today";
+  m.payload = {'o', 'k'};
+  deliver(peer, encode(peer, 0, m));
+  caf::anon_send(bus, events_pub_atom::value, std::string("news.local"), std::string(), bytes{'l'});
+  sched.run();
+  REQUIRE(got->size() == 2);
+  CHECK((*got)[0] == "news.today ok");
+  CHECK((*got)[1] == "news.local l");
+  log->clear();
+  caf::anon_send_exit(subscriber, caf::exit_reason::kill);
+  sched.run();
+  auto deltas = sent_as<interest_delta>(peer);
+  REQUIRE(deltas.size() == 1);
+  CHECK(deltas[0].message.changes[0].count == 0);
+  CHECK(sink.count("unsubscribed", "subscriber terminated") == 1);
+}
