@@ -141,53 +141,35 @@ void start_agent(aggregator_actor* self, const node_id& aggregator) {
   carry_out(self, out);
 }
 
+// Decodes env's payload as a T and hands it to f; a decoding failure is returned as text.
+template <class T, class F>
+std::string decode_then(const envelope& env, F f) {
+  auto message = decode_payload<T>(env);
+  if (!message) return message.err().describe();
+  f(std::move(*message));
+  return {};
+}
+
 void on_envelope(aggregator_actor* self, const node_id& from, const bytes& data) {
   auto& st = self->state;
   auto env = decode_envelope_from(from, data);
-  std::string problem;
-  if (env) {
-    auto handle = [&](auto tag, auto&& then) -> bool {
-      using T = typename decltype(tag)::type;
-      auto message = decode_payload<T>(*env);
-      if (!message) {
-        problem = message.err().describe();
-        return false;
-      }
-      then(std::move(*message));
-      return true;
-    };
-    switch (env->type) {
-      case register_agent::type_id:
-        if (handle(std::type_identity<register_agent>{},
-                   [&](auto m) { serve(self, from, env->correlation, std::move(m)); }))
-          return;
-        break;
-      case i_am_alive::type_id:
-        if (handle(std::type_identity<i_am_alive>{},
-                   [&](auto m) { serve(self, from, env->correlation, std::move(m)); }))
-          return;
-        break;
-      case lookup_agents::type_id:
-        if (handle(std::type_identity<lookup_agents>{},
-                   [&](auto m) { serve(self, from, env->correlation, std::move(m)); }))
-          return;
-        break;
-      case registration_reply::type_id:
-        if (handle(std::type_identity<registration_reply>{},
-                   [&](auto m) { answer_agent(self, from, std::move(m)); }))
-          return;
-        break;
-      case lookup_reply::type_id:
-        if (handle(std::type_identity<lookup_reply>{},
-                   [&](auto m) { answer_agent(self, from, std::move(m)); }))
-          return;
-        break;
-      default:
-        problem = "unknown aggregator message type " + std::to_string(env->type);
-    }
-  } else {
-    problem = env.err().describe();
+  if (!env) {
+    ++st.malformed;
+    record(self, "malformed", from, env.err().describe(), 0);
+    return;
   }
+  auto request = [&](auto m) { serve(self, from, env->correlation, std::move(m)); };
+  auto reply = [&](auto m) { answer_agent(self, from, std::move(m)); };
+  std::string problem;
+  switch (env->type) {
+    case register_agent::type_id: problem = decode_then<register_agent>(*env, request); break;
+    case i_am_alive::type_id: problem = decode_then<i_am_alive>(*env, request); break;
+    case lookup_agents::type_id: problem = decode_then<lookup_agents>(*env, request); break;
+    case registration_reply::type_id: problem = decode_then<registration_reply>(*env, reply); break;
+    case lookup_reply::type_id: problem = decode_then<lookup_reply>(*env, reply); break;
+    default: problem = "unknown aggregator message type " + std::to_string(env->type);
+  }
+  if (problem.empty()) return;
   ++st.malformed;
   record(self, "malformed", from, problem, 0);
 }

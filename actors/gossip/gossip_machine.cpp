@@ -81,34 +81,36 @@ result<search_tags> parse_tag_assignments(const std::vector<std::string>& items)
   return tags;
 }
 
+namespace {
+
+// Calls f(key, value) for every non-empty tag, in the order of search_tags.
+template <class F>
+void for_each_tag(const search_tags& tags, F f) {
+  const std::pair<const char*, const std::string*> fields[] = {
+      {"category", &tags.category}, {"subcategory", &tags.subcategory}, {"name", &tags.name},
+      {"location", &tags.location}, {"adjective", &tags.adjective}};
+  for (const auto& [key, value] : fields)
+    if (!value->empty()) f(key, *value);
+}
+
+}  // namespace
+
 std::string format_tags(const search_tags& tags, char separator) {
   std::string out;
-  auto add = [&](const char* key, const std::string& value) {
-    if (value.empty()) return;
+  for_each_tag(tags, [&](const char* key, const std::string& value) {
     if (!out.empty()) out += separator;
     out += key;
     out += '=';
     out += value;
-  };
-  add("category", tags.category);
-  add("subcategory", tags.subcategory);
-  add("name", tags.name);
-  add("location", tags.location);
-  add("adjective", tags.adjective);
+  });
   return out;
 }
 
 std::vector<std::string> directory_tags(const search_tags& tags) {
-  auto t = normalize(tags);
   std::vector<std::string> out;
-  auto add = [&](const char* key, const std::string& value) {
-    if (!value.empty()) out.push_back(std::string(key) + ':' + value);
-  };
-  add("category", t.category);
-  add("subcategory", t.subcategory);
-  add("name", t.name);
-  add("location", t.location);
-  add("adjective", t.adjective);
+  for_each_tag(normalize(tags), [&](const char* key, const std::string& value) {
+    out.push_back(std::string(key) + ':' + value);
+  });
   return out;
 }
 

@@ -197,6 +197,14 @@ void close_client_transport(caf::actor_system& system, const caf::actor& manager
   }
 }
 
+result<identity> client_identity(const std::string& path) {
+  crypto_init();
+  if (path.empty()) return identity::generate();
+  auto loaded = read_identity_file(path);
+  if (!loaded) return error{loaded.err().code, "--identity: " + loaded.err().describe()};
+  return loaded;
+}
+
 uint64_t random_nonzero() {
   uint64_t value = 0;
   while (value == 0) randombytes_buf(&value, sizeof value);

@@ -64,6 +64,11 @@ exchange_outcome run_exchange(const identity& me, const seed_spec& node, exchang
 // used to run two).
 caf::actor_system& client_actor_system();
 
+// The client's identity: read from `path` (the --identity option), or a fresh one when `path` is
+// empty. Initializes libsodium. Errors: as read_identity_file, the message prefixed
+// "--identity: ".
+result<identity> client_identity(const std::string& path);
+
 // A random 64-bit value other than 0 (correlations, client ids). Real mode only.
 uint64_t random_nonzero();
 

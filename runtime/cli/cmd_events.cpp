@@ -153,16 +153,12 @@ std::optional<client_setup> read_client(const command_spec& spec, const parsed_o
     return std::nullopt;
   }
   c.node = *node;
-  crypto_init();
-  c.me = identity::generate();
-  if (p.has("identity")) {
-    auto loaded = read_identity_file(p.get("identity"));
-    if (!loaded) {
-      code = usage_error(spec, "--identity: " + loaded.err().describe());
-      return std::nullopt;
-    }
-    c.me = *loaded;
+  auto me = client_identity(p.get("identity", ""));
+  if (!me) {
+    code = usage_error(spec, me.err().message);
+    return std::nullopt;
   }
+  c.me = *me;
   c.verbose = p.has("verbose");
   return c;
 }

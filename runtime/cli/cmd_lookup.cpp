@@ -82,13 +82,9 @@ int run(const command_spec& spec, const parsed_options& p) {
   }
   auto timeout = sim::parse_duration_us(p.get("timeout", "5s"));
   if (!timeout || *timeout <= 0) return usage_error(spec, "--timeout: expected a duration such as 5s");
-  crypto_init();
-  identity me = identity::generate();
-  if (p.has("identity")) {
-    auto loaded = read_identity_file(p.get("identity"));
-    if (!loaded) return usage_error(spec, "--identity: " + loaded.err().describe());
-    me = *loaded;
-  }
+  auto loaded = client_identity(p.get("identity", ""));
+  if (!loaded) return usage_error(spec, loaded.err().message);
+  identity me = *loaded;
 
   exchange_request exchange;
   exchange.service = services::aggregator;

@@ -77,13 +77,9 @@ int run_send(const command_spec& spec, const parsed_options& p) {
   if (!timeout || *timeout <= 0) return usage_error(spec, "--timeout: expected a duration such as 10s");
   auto expiry = sim::parse_duration_us(p.get("expiry", "5m"));
   if (!expiry || *expiry < 1'000'000) return usage_error(spec, "--expiry: expected a duration of 1s or more");
-  crypto_init();
-  identity me = identity::generate();
-  if (p.has("identity")) {
-    auto loaded = read_identity_file(p.get("identity"));
-    if (!loaded) return usage_error(spec, "--identity: " + loaded.err().describe());
-    me = *loaded;
-  }
+  auto loaded = client_identity(p.get("identity", ""));
+  if (!loaded) return usage_error(spec, loaded.err().message);
+  identity me = *loaded;
   bool verbose = p.has("verbose");
 
   // 1. Where does the twin live? Ask the node.

@@ -66,13 +66,9 @@ int run(const command_spec& spec, const parsed_options& p) {
     if (!timeout || *timeout <= 0) return usage_error(spec, "--timeout: expected a duration such as 5s");
     timeout_us = *timeout;
   }
-  crypto_init();
-  identity me = identity::generate();
-  if (p.has("identity")) {
-    auto loaded = read_identity_file(p.get("identity"));
-    if (!loaded) return usage_error(spec, "--identity: " + loaded.err().describe());
-    me = *loaded;
-  }
+  auto loaded = client_identity(p.get("identity", ""));
+  if (!loaded) return usage_error(spec, loaded.err().message);
+  identity me = *loaded;
 
   gossip::search_request request;
   request.tags = *tags;
