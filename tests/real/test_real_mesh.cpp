@@ -88,9 +88,11 @@ struct raw_client {
   }
   ~raw_client() { if (fd >= 0) ::close(fd); }
   void send_raw(const cmesh::bytes& data) { REQUIRE(::send(fd, data.data(), data.size(), MSG_NOSIGNAL) == (ssize_t)data.size()); }
+  // Bytes received past the end of the last frame stay here for the next read: one recv can carry
+  // several frames (a fresh reader per call lost them, and the next sealed frame failed to open).
+  cmesh::frame_reader reader{1 << 21};
   // Reads one length-prefixed frame body (blocking, 5 s cap); nullopt on EOF or timeout.
   std::optional<cmesh::bytes> read_frame() {
-    cmesh::frame_reader reader(1 << 21);
     for (;;) {
       if (auto body = reader.next()) return body;
       pollfd p{fd, POLLIN, 0};
