@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include <msgpack.hpp>
 
@@ -65,6 +66,52 @@ struct report_gossip {
   report body;
   uint8_t hops_left = 0;
   MSGPACK_DEFINE(body, hops_left);
+};
+
+// ---- Client protocol (docs/reputation.md section 8) -------------------------------------------
+// A client (cmesh reputation) authenticates to a node with the transport handshake and sends an
+// `endorsement` or a `report_gossip` with a non-zero envelope correlation: the node answers with a
+// `claim_result` carrying the same correlation. Peers gossip with correlation 0 and get no answer.
+// A `score_query` is answered with a `score_reply`.
+
+// Outcome of a claim a client submitted. `verdict` is reputation::verdict (0 = accepted;
+// 1 malformed, 2 unsupported_version, 3 bad_signature, 4 from_future, 5 stale, 6 replay,
+// 7 self_claim, 8 unknown_reason). Wire values: never renumber.
+struct claim_result {
+  static constexpr uint16_t service_id = services::reputation;
+  static constexpr uint16_t type_id = 3;
+  uint8_t verdict = 0;
+  std::string reason;      // empty when accepted
+  int64_t score = 0;       // the subject's score at this node after the claim
+  MSGPACK_DEFINE(verdict, reason, score);
+};
+
+// "What does this node know about `subject`?" At most `reports_max` cached reports are returned.
+struct score_query {
+  static constexpr uint16_t service_id = services::reputation;
+  static constexpr uint16_t type_id = 4;
+  bytes subject;           // 32-byte ed25519 public key
+  uint32_t reports_max = 16;
+  MSGPACK_DEFINE(subject, reports_max);
+};
+
+inline constexpr uint8_t score_ok = 0;
+inline constexpr uint8_t score_bad_request = 1;
+
+// The node's score card for the subject (docs/reputation.md section 4) and its cached reports
+// about it, most recent first. The client verifies every report itself.
+struct score_reply {
+  static constexpr uint16_t service_id = services::reputation;
+  static constexpr uint16_t type_id = 5;
+  uint8_t status = score_ok;
+  std::string reason;      // when status != score_ok
+  int64_t score = 0;
+  uint32_t endorsers = 0;
+  uint32_t reporters = 0;
+  int64_t report_weight = 0;
+  uint64_t endorsements = 0;
+  std::vector<report> reports;
+  MSGPACK_DEFINE(status, reason, score, endorsers, reporters, report_weight, endorsements, reports);
 };
 
 }  // namespace cmesh::reputation

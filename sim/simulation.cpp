@@ -252,6 +252,11 @@ status simulation::impl::setup() {
     clients.push_back(system->spawn(rmb_client, shared.get(), options.seed,
                                     options.agents.rmb_commands, options.agents.rmb_outcomes));
   }
+  for (const auto& c : options.agents.reputation.claims)
+    if (!options.agents.reputation.enabled || c.node >= options.nodes || c.subject >= options.nodes ||
+        c.impersonated >= options.nodes)
+      return {errc::invalid_argument,
+              "a reputation claim names a node that does not exist or reputation is off"};
   if (!options.agents.events_commands.empty()) {
     if (!options.agents.events) return {errc::invalid_argument, "events commands need agents.events"};
     for (const auto& c : options.agents.events_commands)
@@ -373,6 +378,23 @@ void simulation::impl::boot(uint32_t index) {
       if (node == index) directory.lookups.push_back(lookup);
     directory.watcher = opts.watcher;
     setup.aggregator = std::move(directory);
+  }
+  if (options.agents.reputation.enabled) {
+    reputation_setup rs;
+    rs.signer = self;
+    rs.observer = options.agents.reputation.watcher;
+    for (const auto& c : options.agents.reputation.claims) {
+      if (c.node != index) continue;
+      reputation::scheduled_claim claim;
+      claim.at_us = c.at_us;
+      claim.what = c.what;
+      claim.subject = identity::derive_for_simulation(options.seed, c.subject).public_key;
+      claim.subject_address = sim_address(c.subject);
+      claim.reason = c.reason;
+      claim.impersonated = identity::derive_for_simulation(options.seed, c.impersonated).public_key;
+      rs.claims.push_back(std::move(claim));
+    }
+    setup.reputation = std::move(rs);
   }
   if (options.agents.events) {
     events_setup es;

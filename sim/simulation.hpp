@@ -20,6 +20,7 @@
 #include "actors/aggregator/aggregator_machine.hpp"
 #include "actors/peer/peer_machine.hpp"
 #include "actors/raft/raft_machine.hpp"
+#include "actors/reputation/reputation_machine.hpp"
 #include "actors/swim/swim_machine.hpp"
 #include "messages/error.hpp"
 #include "sim/events_client.hpp"
@@ -54,6 +55,9 @@ class observer;
 namespace cmesh::events {
 class observer;
 }
+namespace cmesh::reputation {
+class observer;
+}
 namespace cmesh::sim {
 
 // Agents of the message bus layer on every node: imAlive membership (actors/swim).
@@ -84,6 +88,23 @@ struct aggregator_options {
   aggregator::observer* watcher = nullptr;
 };
 
+// A claim node `node`'s reputation actor issues at `at_us` about node `subject` (indices).
+struct reputation_claim {
+  uint32_t node = 0;
+  int64_t at_us = 0;
+  reputation::scheduled_claim::kind what = reputation::scheduled_claim::kind::report;
+  uint32_t subject = 0;
+  uint8_t reason = 1;          // report, forged_report
+  uint32_t impersonated = 0;   // forged_report: the node named as reporter
+};
+
+// Reputation (actors/reputation) on every node, contacts from the membership when swim is on.
+struct reputation_options {
+  bool enabled = false;
+  std::vector<reputation_claim> claims;
+  reputation::observer* watcher = nullptr;
+};
+
 struct agent_options {
   // RMB agents (actors/rmb) on every node, each hosting the node's own identity as a twin, with
   // their dedup records and twin states in the node's store.
@@ -103,6 +124,7 @@ struct agent_options {
   events::observer* events_observer = nullptr;
   std::vector<events_command> events_commands;  // needs events
   std::vector<events_outcome>* events_outcomes = nullptr;
+  reputation_options reputation;
 };
 
 struct simulation_options {

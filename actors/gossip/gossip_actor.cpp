@@ -5,10 +5,12 @@
 #include <limits>
 #include <map>
 #include <memory>
+#include <optional>
 
 #include <caf/all.hpp>
 
 #include "actors/ignore_unexpected.hpp"
+#include "actors/member_view.hpp"
 #include "actors/swim/swim_actor.hpp"
 #include "messages/codec.hpp"
 #include "messages/seam.hpp"
@@ -33,8 +35,7 @@ struct gossip_state {
   actor_context ctx;
   caf::actor transport;
   std::unique_ptr<machine> protocol;
-  bool membership_driven = false;           // contacts come from the swim actor
-  std::map<node_id, std::string> members;   // candidate contacts
+  std::optional<member_view> members;       // candidate contacts
   bool refresh_pending = false;             // a refresh_atom to ourselves is on its way
   std::map<node_id, std::string> introduced;
   std::map<uint64_t, client_search> clients;  // by search id
@@ -58,23 +59,9 @@ void record(gossip_actor* self, std::string_view kind, const node_id& peer,
 }
 
 
-// Contacts in a per-node pseudo-random but stable order: sort by a keyed hash of the member id,
-// so every agent keeps a different sample when there are more members than contacts_max.
 void refresh_contacts(gossip_actor* self) {
   auto& st = self->state;
-  std::vector<std::pair<uint64_t, contact>> ordered;
-  ordered.reserve(st.members.size());
-  for (const auto& [id, address] : st.members) {
-    uint64_t prefix = 0;
-    for (int i = 0; i < 8; ++i) prefix = (prefix << 8) | id.key[i];
-    ordered.push_back({mix_seed(st.ctx.rng_seed, prefix), contact{id, address}});
-  }
-  std::sort(ordered.begin(), ordered.end(),
-            [](const auto& a, const auto& b) { return a.first < b.first || (a.first == b.first && a.second.id < b.second.id); });
-  std::vector<contact> contacts;
-  contacts.reserve(ordered.size());
-  for (auto& [rank, c] : ordered) contacts.push_back(std::move(c));
-  st.protocol->set_contacts(contacts);
+  st.protocol->set_contacts(st.members->ordered<contact>(st.ctx.rng_seed));
 }
 
 // Membership changes come one message per member (all of them when we subscribe): hand the
@@ -215,36 +202,20 @@ caf::behavior run(gossip_actor* self, caf::actor transport, caf::actor membershi
                                           st.ctx.profile, rng(st.ctx.rng_seed));
   self->set_default_handler(ignore_unexpected);
   self->send(st.transport, register_atom::value, services::gossip, caf::actor{self});
-  if (membership) {
-    st.membership_driven = true;
-    self->send(membership, swim::swim_watch_atom::value, caf::actor{self});
-  }
+  st.members.emplace(st.ctx.self, static_cast<bool>(membership));
+  if (membership) self->send(membership, swim::swim_watch_atom::value, caf::actor{self});
   return {
     [=](deliver_atom, const node_id& from, uint16_t service, const bytes& data) {
       if (service == services::gossip) on_envelope(self, from, data);
     },
     [=](swim::swim_member_atom, const node_id& member, const std::string& address, bool alive) {
-      auto& s = self->state;
-      if (member == s.ctx.self) return;
-      if (!alive) {
-        if (s.members.erase(member) > 0) contacts_changed(self);
-        return;
-      }
-      auto& known = s.members[member];
-      if (known == address) return;
-      known = address;
-      contacts_changed(self);
+      if (self->state.members->on_member(member, address, alive)) contacts_changed(self);
     },
     [=](peer_up_atom, const node_id& peer, const std::string& address) {
-      auto& s = self->state;
-      if (s.membership_driven || peer == s.ctx.self || address.empty()) return;
-      s.members[peer] = address;
-      contacts_changed(self);
+      if (self->state.members->on_peer_up(peer, address)) contacts_changed(self);
     },
     [=](peer_down_atom, const node_id& peer) {
-      auto& s = self->state;
-      if (s.membership_driven) return;
-      if (s.members.erase(peer) > 0) contacts_changed(self);
+      if (self->state.members->on_peer_down(peer)) contacts_changed(self);
     },
     [=](refresh_atom) {
       self->state.refresh_pending = false;

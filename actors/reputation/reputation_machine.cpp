@@ -94,6 +94,48 @@ bytes report_signed_bytes(const report& r) {
   return out;
 }
 
+endorsement sign_endorsement(const node_id& signer, const sign_function& sign, const node_id& subject,
+                             const hash32& resource, int64_t issued_at_us, uint64_t nonce) {
+  endorsement e;
+  e.endorser = to_bytes(signer);
+  e.subject = to_bytes(subject);
+  e.resource_hash = to_bytes(resource);
+  e.issued_at_us = issued_at_us;
+  e.nonce = nonce;
+  const bytes signed_bytes = endorsement_signed_bytes(e);
+  e.signature = to_bytes(sign(signed_bytes.data(), signed_bytes.size()));
+  return e;
+}
+
+report sign_report(const node_id& signer, const sign_function& sign, const node_id& subject,
+                   uint8_t reason, const hash32& evidence, int64_t issued_at_us, uint64_t nonce) {
+  report r;
+  r.reporter = to_bytes(signer);
+  r.subject = to_bytes(subject);
+  r.reason = reason;
+  r.evidence_hash = to_bytes(evidence);
+  r.issued_at_us = issued_at_us;
+  r.nonce = nonce;
+  const bytes signed_bytes = report_signed_bytes(r);
+  r.signature = to_bytes(sign(signed_bytes.data(), signed_bytes.size()));
+  return r;
+}
+
+namespace {
+constexpr const char* reason_names[report_reason_max + 1] = {
+    "unknown", "fraud", "impersonation", "spam", "malformed", "unresponsive"};
+}
+
+const char* reason_name(uint8_t reason) {
+  return reason <= report_reason_max ? reason_names[reason] : "unknown";
+}
+
+uint8_t reason_from_name(std::string_view name) {
+  for (uint8_t code = 1; code <= report_reason_max; ++code)
+    if (name == reason_names[code]) return code;
+  return 0;
+}
+
 const char* verdict_name(verdict v) {
   switch (v) {
     case verdict::accepted: return "accepted";
@@ -234,14 +276,7 @@ void machine::set_contacts(const std::vector<contact>& contacts) {
 result<endorsement> machine::endorse(const node_id& subject, const std::string& subject_address,
                                      const hash32& resource, int64_t now_us, effects& out) {
   if (subject == self_) return error{errc::invalid_argument, "an agent cannot endorse itself"};
-  endorsement e;
-  e.endorser = to_bytes(self_);
-  e.subject = to_bytes(subject);
-  e.resource_hash = to_bytes(resource);
-  e.issued_at_us = now_us;
-  e.nonce = rng_.next();
-  const bytes signed_bytes = endorsement_signed_bytes(e);
-  e.signature = to_bytes(sign_(signed_bytes.data(), signed_bytes.size()));
+  endorsement e = sign_endorsement(self_, sign_, subject, resource, now_us, rng_.next());
   const verdict v = accept(e, now_us);
   // Our own fresh claim fails only if `sign` does not sign for `self` (a programmer error) or the
   // nonce collided (2^-64).
@@ -258,15 +293,7 @@ result<report> machine::report_subject(const node_id& subject, report_reason rea
   const auto code = static_cast<uint8_t>(reason);
   if (code == 0 || code > report_reason_max)
     return error{errc::invalid_argument, "unknown report reason " + std::to_string(code)};
-  report r;
-  r.reporter = to_bytes(self_);
-  r.subject = to_bytes(subject);
-  r.reason = code;
-  r.evidence_hash = to_bytes(evidence);
-  r.issued_at_us = now_us;
-  r.nonce = rng_.next();
-  const bytes signed_bytes = report_signed_bytes(r);
-  r.signature = to_bytes(sign_(signed_bytes.data(), signed_bytes.size()));
+  report r = sign_report(self_, sign_, subject, code, evidence, now_us, rng_.next());
   const verdict v = accept(r, now_us);
   if (v != verdict::accepted)
     return error{verdict_code(v), std::string(verdict_name(v)) + ": own report refused"};

@@ -23,6 +23,7 @@
 #include <map>
 #include <set>
 #include <string>
+#include <string_view>
 #include <tuple>
 #include <utility>
 #include <variant>
@@ -55,6 +56,18 @@ hash32 resource_hash(const uint8_t* data, size_t size);
 // fields have their documented lengths (check with verify_* first; these never fail).
 bytes endorsement_signed_bytes(const endorsement& e);
 bytes report_signed_bytes(const report& r);
+
+// A signed claim by the holder of `sign`'s key (`signer`): what endorse() and report_subject()
+// build, and what a client (cmesh reputation) builds with its own identity. No checks.
+endorsement sign_endorsement(const node_id& signer, const sign_function& sign, const node_id& subject,
+                             const hash32& resource, int64_t issued_at_us, uint64_t nonce);
+report sign_report(const node_id& signer, const sign_function& sign, const node_id& subject,
+                   uint8_t reason, const hash32& evidence, int64_t issued_at_us, uint64_t nonce);
+
+// "fraud", "impersonation", "spam", "malformed", "unresponsive"; "unknown" otherwise.
+const char* reason_name(uint8_t reason);
+// The reason code for a name above (exact, lower case); 0 when there is none.
+uint8_t reason_from_name(std::string_view name);
 
 // Why a claim was accepted or rejected.
 enum class verdict : uint8_t {
@@ -170,6 +183,24 @@ struct stats {
 // Decodes the payload of a reputation envelope.
 // Errors: unknown_type (not service 7 or an unknown type), then as decode_payload.
 result<wire_message> decode_wire(const envelope& env);
+
+// A claim a simulation scenario makes a node issue at `at_us` (actor clock; run by the reputation
+// actor, docs/reputation.md §8). The last two kinds make the node behave as an adversary, so the
+// scenario can check that the others refuse.
+struct scheduled_claim {
+  enum class kind : uint8_t {
+    endorse,          // endorse `subject` (resource: "resource of <subject>"), sent to the subject
+    report,           // report `subject` for `reason`, gossiped to contacts
+    replay_endorsement,  // send the last endorsement this node issued to its subject again
+    forged_report,    // gossip a report naming `impersonated` as reporter, signed with our key
+  };
+  int64_t at_us = 0;
+  kind what = kind::report;
+  node_id subject;
+  std::string subject_address;  // endorse: where the subject listens
+  uint8_t reason = 1;
+  node_id impersonated;         // forged_report
+};
 
 class machine {
 public:

@@ -472,14 +472,6 @@ int run_sub(const command_spec& spec, const parsed_options& p) {
   return result;
 }
 
-int dispatch(int argc, char** argv, const command_spec& spec,
-             int (*body)(const command_spec&, const parsed_options&)) {
-  int usage_code = 0;
-  auto parsed = parse_command_line(spec, argc, argv, usage_code);
-  if (!parsed) return usage_code;
-  return body(spec, *parsed);
-}
-
 }  // namespace
 
 int run_events(int argc, char** argv) {
@@ -493,11 +485,11 @@ int run_events(int argc, char** argv) {
     std::fputs(overview, stdout);
     return exit_ok;
   } else if (what == "sub") {
-    code = dispatch(argc - 1, argv + 1, sub_spec(), run_sub);
+    code = run_with_options(argc - 1, argv + 1, sub_spec(), run_sub);
   } else if (what == "pub") {
-    code = dispatch(argc - 1, argv + 1, pub_spec(), run_pub);
+    code = run_with_options(argc - 1, argv + 1, pub_spec(), run_pub);
   } else if (what == "request") {
-    code = dispatch(argc - 1, argv + 1, request_spec(), run_request);
+    code = run_with_options(argc - 1, argv + 1, request_spec(), run_request);
   } else {
     std::fprintf(stderr, "cmesh events: unknown subcommand '%s'\n\n%s", what.c_str(), overview);
     return exit_usage;

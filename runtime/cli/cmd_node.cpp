@@ -373,6 +373,10 @@ int run_node(int argc, char** argv) {
       setup.aggregator = std::move(directory);
     }
     setup.events_bus = events_setup{};  // the events bus: always on, idle costs one digest/s/peer
+    reputation_setup standing;            // reputation: always on, idle until claims arrive
+    standing.signer = *self_identity;
+    standing.epoch_offset_us = mesh_epoch_offset_us();
+    setup.reputation = std::move(standing);
     setup.events = &log;
     auto services = spawn_node_services(system, manager, setup);
     log.line("node " + self_identity->did() + " listening on " + advertised + " data " +

@@ -131,4 +131,12 @@ std::vector<std::string> split_list(const std::string& text, char separator) {
   return items;
 }
 
+int run_with_options(int argc, char** argv, const command_spec& spec,
+                     int (*body)(const command_spec&, const parsed_options&)) {
+  int usage_code = 0;
+  auto parsed = parse_command_line(spec, argc, argv, usage_code);
+  if (!parsed) return usage_code;
+  return body(spec, *parsed);
+}
+
 }  // namespace cmesh::cli

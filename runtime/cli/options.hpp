@@ -59,6 +59,11 @@ std::optional<parsed_options> parse_command_line(const command_spec& spec, int a
 // returns 2 (cli::exit_usage).
 int usage_error(const command_spec& spec, const std::string& message);
 
+// Parses argv against `spec` and runs `body` on the result; returns the usage exit code when
+// parsing stops (bad option, or --help printed). For subcommands (cmesh events sub, ...).
+int run_with_options(int argc, char** argv, const command_spec& spec,
+                     int (*body)(const command_spec&, const parsed_options&));
+
 // "a,b,,c" -> {"a", "b", "c"}: the items between separators, empty ones skipped.
 std::vector<std::string> split_list(const std::string& text, char separator = ',');
 

@@ -8,6 +8,7 @@
 #include "actors/gossip/gossip_actor.hpp"
 #include "actors/kv/kv_actor.hpp"
 #include "actors/peer/peer_actor.hpp"
+#include "actors/reputation/reputation_actor.hpp"
 #include "actors/rmb/rmb_actor.hpp"
 #include "actors/swim/swim_actor.hpp"
 #include "runtime/core/rng.hpp"
@@ -121,6 +122,20 @@ std::vector<caf::actor> spawn_node_services(caf::actor_system& system, const caf
     events_context.watcher = setup.events_bus->observer;
     services.push_back(
         events::spawn_events_actor(system, transport, membership, std::move(events_context)));
+  }
+  if (setup.reputation) {
+    const auto& r = *setup.reputation;
+    reputation::actor_context context;
+    context.self = setup.self;
+    context.signer = r.signer;
+    context.reputation = r.reputation;
+    context.claims = r.claims;
+    context.epoch_offset_us = r.epoch_offset_us;
+    context.rng_seed = mix_seed(setup.rng_seed, /*stream: reputation*/ 8);
+    context.events = setup.events;
+    context.watcher = r.observer;
+    services.push_back(
+        reputation::spawn_reputation_actor(system, transport, membership, std::move(context)));
   }
   return services;
 }

@@ -15,6 +15,7 @@
 #include "actors/events/events_machine.hpp"
 #include "actors/gossip/gossip_machine.hpp"
 #include "actors/peer/peer_machine.hpp"
+#include "actors/reputation/reputation_machine.hpp"
 #include "actors/rmb/rmb_machine.hpp"
 #include "actors/swim/swim_machine.hpp"
 #include "actors/raft/raft_machine.hpp"
@@ -44,6 +45,9 @@ namespace aggregator {
 class observer;
 }
 namespace events {
+class observer;
+}
+namespace reputation {
 class observer;
 }
 
@@ -93,6 +97,16 @@ struct events_setup {
   events::observer* observer = nullptr;  // simulation checkers only
 };
 
+// Reputation (actors/reputation): endorsements and gossiped reports, signed with `signer` (the
+// node's identity); contacts from the membership when `swim` is set, else the transport's peers.
+struct reputation_setup {
+  identity signer;
+  reputation::config reputation;                      // validated by the caller
+  std::vector<reputation::scheduled_claim> claims;    // simulation scenarios only
+  int64_t epoch_offset_us = 0;                        // actor clock + this = mesh time
+  reputation::observer* observer = nullptr;           // simulation checkers only
+};
+
 // A Raft group this node is a member of, serving the replicated key/value store (actors/kv).
 struct raft_setup {
   uint32_t group = 0;
@@ -126,6 +140,7 @@ struct node_setup {
   std::optional<gossip_setup> gossip;
   std::optional<aggregator_setup> aggregator;
   std::optional<events_setup> events_bus;
+  std::optional<reputation_setup> reputation;
   // The RMB agent's own store (real mode: a separate LMDB environment, as for Raft). Null: share
   // `storage`.
   store* rmb_storage = nullptr;
