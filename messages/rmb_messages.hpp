@@ -114,4 +114,24 @@ struct twin_location {
   MSGPACK_DEFINE(twin, found, agent, address);
 };
 
+// "Twin `twin` is hosted by the agent of the node that sent this": one entry of twins_hosted.
+// `signature` is the twin's ed25519 signature over "cmesh/rmb/hosted/v1" 0x00 || twin(32) ||
+// agent(32), where agent is the sending node's key: only the twin's key holder can place it on a
+// node, so a peer cannot draw another node's twin traffic to itself.
+struct hosted_twin {
+  bytes twin;       // 32 bytes
+  bytes signature;  // 64 bytes
+  MSGPACK_DEFINE(twin, signature);
+};
+
+// Agent -> agent, when a peer comes up: the twins this agent hosts besides the node's own identity
+// (which every agent reaches by the node's key). The receiver verifies every entry and routes the
+// twin to the sender (docs/rmb.md, "Where twins live").
+struct twins_hosted {
+  static constexpr uint16_t service_id = services::rmb;
+  static constexpr uint16_t type_id = 5;
+  std::vector<hosted_twin> twins;
+  MSGPACK_DEFINE(twins);
+};
+
 }  // namespace cmesh::rmb

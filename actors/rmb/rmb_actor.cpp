@@ -51,6 +51,9 @@ caf::behavior twin_actor(caf::stateful_actor<twin_actor_state>* self, node_id tw
 
 // ---- agent --------------------------------------------------------------------------------------
 
+// Other agents' extra twins remembered (twins_hosted): bounds what peers can make us hold.
+constexpr size_t hosted_twins_known_max = 65536;
+
 struct agent_state {
   static inline const char* name = "cmesh.rmb.agent";
   agent_context ctx;
@@ -60,6 +63,8 @@ struct agent_state {
   bool failed = false;  // storage failed: fail-stop, nothing more leaves
   std::map<node_id, caf::actor> twins;
   std::map<node_id, std::string> addresses;  // agents' listen addresses (peer_up)
+  twins_hosted announcement;                 // our extra twins, each signed for this node
+  std::map<node_id, node_id> hosted_by;      // other agents' extra twins -> their node (verified)
   std::map<message_key, caf::response_promise> waiting;  // in-process senders
   uint64_t malformed = 0;
 };
@@ -121,12 +126,15 @@ void carry_out(agent_actor* self, effects& out,
   auto lookups = std::move(out.lookups);
   out.lookups.clear();
   for (const auto& twin : lookups) {
-    // Every node hosts its own identity as a twin: try the node of the same key.
-    auto address = st.addresses.find(twin);
+    // An extra twin another agent announced lives there; otherwise every node hosts its own
+    // identity as a twin: try the node of the same key.
+    auto host = st.hosted_by.find(twin);
+    const node_id agent_node = host != st.hosted_by.end() ? host->second : twin;
+    auto address = st.addresses.find(agent_node);
     if (address != st.addresses.end())
-      self->send(st.transport, introduce_atom::value, twin, address->second);
+      self->send(st.transport, introduce_atom::value, agent_node, address->second);
     effects more;
-    st.bus->register_twin_location(now_us(self), twin, twin, more);
+    st.bus->register_twin_location(now_us(self), twin, agent_node, more);
     carry_out(self, more);
   }
   for (const auto& e : out.events)
@@ -185,12 +193,33 @@ void on_deliver(agent_actor* self, const node_id& from, const bytes& data) {
       if (st.bus->hosts(twin)) {
         answer.found = true;
         answer.agent = to_bytes(st.ctx.self);
+      } else if (auto h = st.hosted_by.find(twin); h != st.hosted_by.end()) {
+        answer.found = true;
+        answer.agent = to_bytes(h->second);
+        if (auto a = st.addresses.find(h->second); a != st.addresses.end()) answer.address = a->second;
       } else if (auto a = st.addresses.find(twin); a != st.addresses.end()) {
         answer.found = true;
         answer.agent = to_bytes(twin);
         answer.address = a->second;
       }
       return send_wire(self, from, answer, env->correlation);
+    }
+    case twins_hosted::type_id: {
+      auto m = decode_payload<twins_hosted>(*env);
+      if (!m) break;
+      size_t refused = 0;
+      for (const auto& entry : m->twins) {
+        if (!verify_hosted(entry, from) || st.hosted_by.size() >= hosted_twins_known_max) {
+          ++refused;
+          continue;
+        }
+        const node_id twin = twin_from(entry.twin);
+        st.hosted_by[twin] = from;
+        st.bus->register_twin_location(now_us(self), twin, from, out);
+      }
+      if (refused > 0)
+        report(self, "twins_refused", from, std::to_string(refused) + " hosted twin(s) without a valid signature or over the bound");
+      return carry_out(self, out);
     }
     default:
       break;
@@ -236,6 +265,7 @@ void boot(agent_actor* self) {
     }
     st.twins[twin.public_key] =
         self->spawn<caf::linked>(twin_actor, twin.public_key, std::move(initial), caf::actor{self});
+    if (twin.public_key != st.ctx.self) st.announcement.twins.push_back(sign_hosted(twin, st.ctx.self));
   }
   effects out;
   st.bus->restore(now_us(self), std::move(restored), out);
@@ -257,7 +287,10 @@ caf::behavior agent(agent_actor* self, caf::actor transport, agent_context conte
       if (service == services::rmb) on_deliver(self, from, data);
     },
     [=](peer_up_atom, const node_id& peer, const std::string& address) {
-      if (!address.empty()) self->state.addresses[peer] = address;
+      auto& s = self->state;
+      if (!address.empty()) s.addresses[peer] = address;
+      // Tell every new peer where our extra twins live (the node's own identity needs no word).
+      if (!s.announcement.twins.empty()) send_wire(self, peer, s.announcement, 0);
     },
     [=](peer_down_atom, const node_id&) {},
     [=](dial_failed_atom, const std::string&, const std::string&) {},

@@ -106,6 +106,33 @@ inline bool verify_envelope(const twin_envelope& env) {
                           env.signature.data());
 }
 
+// ---- Where twins live: a twin's consent to be hosted by an agent node (twins_hosted) ----------
+
+inline constexpr std::string_view hosted_domain = "cmesh/rmb/hosted/v1";
+
+inline bytes hosted_signed_bytes(const node_id& twin, const node_id& agent) {
+  bytes out(hosted_domain.begin(), hosted_domain.end());
+  out.push_back(0);
+  out.insert(out.end(), twin.key.begin(), twin.key.end());
+  out.insert(out.end(), agent.key.begin(), agent.key.end());
+  return out;
+}
+
+// `twin` signs that the agent of node `agent` hosts it.
+inline hosted_twin sign_hosted(const identity& twin, const node_id& agent) {
+  const bytes signed_bytes = hosted_signed_bytes(twin.public_key, agent);
+  const auto signature = twin.sign(signed_bytes.data(), signed_bytes.size());
+  return {to_bytes(twin.public_key), bytes(signature.begin(), signature.end())};
+}
+
+// True iff `entry` is its twin's valid consent to be hosted by `agent`.
+inline bool verify_hosted(const hosted_twin& entry, const node_id& agent) {
+  if (entry.twin.size() != twin_key_bytes || entry.signature.size() != signature_bytes) return false;
+  const bytes signed_bytes = hosted_signed_bytes(twin_from(entry.twin), agent);
+  return verify_signature(twin_from(entry.twin), signed_bytes.data(), signed_bytes.size(),
+                          entry.signature.data());
+}
+
 // Length of env's msgpack encoding (the payload that travels): what the size bound applies to.
 inline size_t encoded_size(const twin_envelope& env) {
   msgpack::sbuffer buffer;

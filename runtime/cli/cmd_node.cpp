@@ -45,6 +45,7 @@ command_spec node_spec() {
       {"advertise", "HOST:PORT", "address peers should dial to reach this node", "the listen address"},
       {"status-interval", "T", "print a status line this often (0 = never)", "10s"},
       {"verbose", "", "log every event, including each pong", ""},
+      {"twin", "FILE", "also host this user identity (a key file from 'cmesh id new') as an RMB twin; other agents learn where it lives; repeatable", "", true},
       {"profile", "KEY=VALUE[,KEY=VALUE]", "tags this node publishes for gossip search (keys: category, subcategory, name, location, adjective); repeatable", "", true},
       {"aggregator", "", "serve an aggregator directory (tag -> agents; lookups with 'cmesh lookup')", ""},
       {"aggregator-at", "[DID@]HOST:PORT", "register this node's --profile at that aggregator and keep it listed with imAlives (can be this node)", ""},
@@ -81,6 +82,7 @@ struct node_options {
   std::optional<seed_spec> aggregator_at;
   uint32_t aggregator_ttl_s = aggregator::client_config{}.ttl_s;
   raft::config raft_config;
+  std::vector<identity> twins;  // extra RMB twins (--twin)
 };
 
 result<node_options> read_options(const parsed_options& p) {
@@ -105,6 +107,14 @@ result<node_options> read_options(const parsed_options& p) {
   if (!interval) return error{errc::invalid_argument, "--status-interval: " + interval.err().message};
   o.status_interval_us = *interval;
   o.verbose = p.has("verbose");
+  for (const auto& path : p.all("twin")) {
+    auto twin = read_identity_file(path);
+    if (!twin) return error{errc::invalid_argument, "--twin " + path + ": " + twin.err().message};
+    for (const auto& other : o.twins)
+      if (other.public_key == twin->public_key)
+        return error{errc::invalid_argument, "--twin " + path + ": the same identity is given twice"};
+    o.twins.push_back(*twin);
+  }
   std::vector<std::string> assignments;
   for (const auto& text : p.all("profile"))
     for (auto& item : split_list(text)) assignments.push_back(std::move(item));
@@ -350,6 +360,8 @@ int run_node(int argc, char** argv) {
     setup.rmb_storage = rmb_storage->get();
     rmb_setup bus;
     bus.twins.push_back(*self_identity);  // the node's own identity is its first twin
+    for (const auto& twin : options->twins)
+      if (twin.public_key != self_identity->public_key) bus.twins.push_back(twin);
     bus.epoch_offset_us = mesh_epoch_offset_us();
     setup.rmb = std::move(bus);
     setup.swim = swim_setup{};

@@ -35,6 +35,7 @@ std::string new_identity(const temp_dir& dir, const std::string& name) {
 }
 
 std::vector<agent_node> start_mesh(const temp_dir& dir, int count) {
+  new_identity(dir, "alice");
   std::vector<agent_node> nodes(count);
   for (int i = 0; i < count; ++i) {
     auto& n = nodes[i];
@@ -47,6 +48,8 @@ std::vector<agent_node> start_mesh(const temp_dir& dir, int count) {
     std::vector<std::string> args = {"node", "--listen", n.address, "--data", dir.file("d" + std::to_string(i)),
                                      "--identity", n.key};
     if (i > 0) args.insert(args.end(), {"--join", nodes[0].address});
+    // Node 2 also hosts a user's twin ("alice", made by the test before the mesh starts).
+    if (i == 2) args.insert(args.end(), {"--twin", dir.file("alice.key")});
     // Node 0 also serves an aggregator directory; the others register their profiles there.
     if (i == 0) args.push_back("--aggregator");
     else args.insert(args.end(), {"--aggregator-at", nodes[0].address, "--aggregator-ttl", "10s"});
@@ -143,6 +146,18 @@ TEST_CASE("real agents: a search finds a twin on another node - an RMB command t
                        "--identity", dir.file("client.key")});
   CHECK(who.first == 0);
   CHECK(who.second.find(nodes[3].did + " " + me) == 0);
+  // A user's twin hosted by node 2 (--twin) is found through any node: node 2 told its peers
+  // where it lives, with the twin's signed consent.
+  auto alice = cmesh::testing::run(binary, {"id", "show", dir.file("alice.key")}, dir.file("alice.show.log")).second;
+  alice = alice.substr(0, alice.find('\n'));
+  auto alice_who = rmb(dir, {"--to", alice, "--cmd", "whoami", "--node", nodes[0].address, "--identity",
+                             dir.file("client.key")});
+  INFO(alice_who.second);
+  CHECK(alice_who.first == 0);
+  CHECK(alice_who.second.find(alice + " " + me) == 0);
+  auto alice_count = rmb(dir, {"--to", alice, "--cmd", "counter.add", "--data", "x", "--node", nodes[4].address});
+  CHECK(alice_count.first == 0);
+  CHECK(alice_count.second.find("1\n") == 0);
   auto unknown = rmb(dir, {"--to", nodes[3].did, "--cmd", "launch", "--node", nodes[0].address});
   CHECK(unknown.first == 1);
   CHECK(unknown.second.find("command_failed unknown command 'launch'") != std::string::npos);

@@ -454,12 +454,16 @@ TEST_CASE_FIXTURE(fixture, "node services: seam notifications and unknown messag
   directory.serve = true;
   setup.aggregator = directory;
   setup.events_bus = cmesh::events_setup{};
+  cmesh::reputation_setup standing;
+  standing.signer = cmesh::identity::derive_for_simulation(5, 0);
+  setup.self = standing.signer.public_key;
+  setup.reputation = standing;
   auto services = cmesh::spawn_node_services(sys, transport, setup);
   for (const auto& a : services) actors.push_back(a);
   sched.run();
-  REQUIRE(services.size() == 6);  // peer, echo, swim, gossip, aggregator, events
+  REQUIRE(services.size() == 7);  // peer, echo, swim, gossip, aggregator, events, reputation
   auto answers = std::make_shared<std::vector<std::string>>();
-  auto prober = sys.spawn([=](caf::event_based_actor* probe) -> caf::behavior {
+  auto prober = sys.spawn([=, this](caf::event_based_actor* probe) -> caf::behavior {
     probe->set_error_handler([=](caf::error& e) { answers->push_back(probe->system().render(e)); });
     probe->set_default_handler([=](caf::scheduled_actor*, caf::message_view& m) -> caf::result<caf::message> {
       answers->push_back(caf::to_string(m.content()));

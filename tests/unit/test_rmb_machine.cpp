@@ -903,3 +903,30 @@ TEST_CASE("rmb store keeps dedup and outbox records across reopen") {
   CHECK(empty.dedup.empty());
   CHECK(empty.outbox.empty());
 }
+
+TEST_CASE("rmb hosted twin: the twin's consent verifies for its agent only and breaks when altered") {
+  crypto_init();
+  auto twin = identity::derive_for_simulation(77, 1);
+  auto agent = identity::derive_for_simulation(77, 2).public_key;
+  auto other = identity::derive_for_simulation(77, 3).public_key;
+  auto entry = sign_hosted(twin, agent);
+  CHECK(verify_hosted(entry, agent));
+  CHECK_FALSE(verify_hosted(entry, other));  // a peer cannot claim another agent's twin
+  auto altered = entry;
+  altered.signature[10] ^= 1;
+  CHECK_FALSE(verify_hosted(altered, agent));
+  auto short_key = entry;
+  short_key.twin.pop_back();
+  CHECK_FALSE(verify_hosted(short_key, agent));
+  // Signed by someone else for the twin: refused.
+  auto impostor = sign_hosted(identity::derive_for_simulation(77, 4), agent);
+  impostor.twin = entry.twin;
+  CHECK_FALSE(verify_hosted(impostor, agent));
+  // And it survives the wire.
+  auto packed = pack_value(twins_hosted{{entry}});
+  REQUIRE(packed.ok());
+  auto back = unpack_value<twins_hosted>(packed->data(), packed->size());
+  REQUIRE(back.ok());
+  REQUIRE(back->twins.size() == 1);
+  CHECK(verify_hosted(back->twins[0], agent));
+}
