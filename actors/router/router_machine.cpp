@@ -1,0 +1,413 @@
+#include "actors/router/router_machine.hpp"
+
+#include <algorithm>
+#include <cassert>
+#include <limits>
+
+#include <sodium.h>
+
+#include "messages/codec.hpp"
+#include "runtime/crypto/identity.hpp"
+
+namespace cmesh::router {
+
+namespace {
+
+constexpr std::string_view audit_domain = "cmesh-audit-v1";
+// Bytes one rate bucket costs in the LRU (key, value, list and index overhead).
+constexpr size_t bucket_bytes = 128;
+
+hash32 blake2b(const uint8_t* data, size_t size) {
+  crypto_init();
+  static const uint8_t empty = 0;
+  hash32 out{};
+  const int rc = crypto_generichash(out.data(), out.size(), size == 0 ? &empty : data, size, nullptr, 0);
+  assert(rc == 0);
+  (void)rc;
+  return out;
+}
+
+template <class T>
+bytes packed(const T& value) {
+  msgpack::sbuffer buffer;
+  msgpack::pack(buffer, value);
+  return bytes(buffer.data(), buffer.data() + buffer.size());
+}
+
+bytes to_bytes(const hash32& h) { return bytes(h.begin(), h.end()); }
+
+struct response_fields {
+  uint16_t status = 0;
+  std::string reason;
+  std::map<std::string, std::string> headers;
+  bytes body;
+  MSGPACK_DEFINE(status, reason, headers, body);
+};
+
+// The trailing JSON argument as written ("" without one): the value of a write with no body.
+std::string args_text_of(const fqmn& x) {
+  if (!x.args) return {};
+  return x.args_text.empty() ? json::dump(*x.args) : x.args_text;
+}
+
+bool is_mcom(std::string_view name) {
+  constexpr std::string_view suffix = ".mcom";
+  return name.size() > suffix.size() && name.substr(name.size() - suffix.size()) == suffix;
+}
+
+}  // namespace
+
+status validate(const config& cfg) {
+  const std::pair<const char*, bool> checks[] = {
+      {"body_bytes_max", cfg.body_bytes_max > 0},
+      {"pending_max", cfg.pending_max > 0},
+      {"dispatch_timeout_us", cfg.dispatch_timeout_us > 0},
+      {"rate_per_s", cfg.rate_per_s > 0},
+      {"rate_burst", cfg.rate_burst > 0},
+      {"rate_subjects_max", cfg.rate_subjects_max > 0},
+      {"verified_tokens_max", cfg.verified_tokens_max > 0},
+      {"revoked_max", cfg.revoked_max > 0},
+      {"headers_max", cfg.headers_max > 0},
+      {"header_bytes_max", cfg.header_bytes_max > 0},
+  };
+  for (const auto& [name, ok] : checks)
+    if (!ok) return error{errc::invalid_argument, std::string("router config: ") + name + " is out of range"};
+  return ok_status();
+}
+
+bool valid_tx(std::string_view tx) {
+  if (tx.empty() || tx.size() > 64) return false;
+  for (char c : tx) {
+    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
+                    c == '-';
+    if (!ok) return false;
+  }
+  return true;
+}
+
+hash32 request_hash(const cmtp::request& r) {
+  cmtp::request copy = r;
+  copy.token.clear();
+  const bytes b = packed(copy);
+  return blake2b(b.data(), b.size());
+}
+
+hash32 response_hash(const cmtp::response& r) {
+  const bytes b = packed(response_fields{r.status, r.reason, r.headers, r.body});
+  return blake2b(b.data(), b.size());
+}
+
+hash32 audit_hash(std::string_view tx, const hash32& request, const hash32& response) {
+  bytes input(audit_domain.begin(), audit_domain.end());
+  input.push_back(0);
+  input.insert(input.end(), tx.begin(), tx.end());
+  input.insert(input.end(), request.begin(), request.end());
+  input.insert(input.end(), response.begin(), response.end());
+  return blake2b(input.data(), input.size());
+}
+
+std::string state_key(const fqmn& x) {
+  std::string key = "state/" + x.contract;
+  if (!x.function.empty()) key += "/" + x.function;
+  return key;
+}
+
+machine::machine(config cfg, node_id issuer_key, std::string audience)
+    : config_(std::move(cfg)), issuer_key_(issuer_key), audience_(std::move(audience)),
+      tokens_(config_.verified_tokens_max),
+      buckets_(config_.rate_subjects_max, config_.rate_subjects_max * bucket_bytes) {
+  assert(validate(config_).ok());
+}
+
+void machine::revoke(const std::string& token_id, int64_t expires_at_s) {
+  if (revoked_.size() >= config_.revoked_max && !revoked_.count(token_id)) {
+    // Full: drop the revocation that expires first (its token is the closest to dying anyway).
+    auto first = std::min_element(revoked_.begin(), revoked_.end(),
+                                  [](const auto& a, const auto& b) { return a.second < b.second; });
+    revoked_.erase(first);
+  }
+  revoked_[token_id] = expires_at_s;
+  tokens_.forget_token_id(token_id);
+}
+
+void machine::refuse(request_id id, uint16_t status, std::string reason, effects& out) {
+  ++stats_.answered;
+  ++stats_.by_status[status];
+  cmtp::response r;
+  r.status = status;
+  r.reason = std::move(reason);
+  out.responses.push_back({id, std::move(r)});
+}
+
+bool machine::take_token(const std::string& sub, int64_t now_us, int64_t& retry_ms) {
+  const int64_t capacity = int64_t{config_.rate_burst} * 1000;
+  bucket b;
+  if (const auto* known = buckets_.get(sub)) {
+    b = *known;
+    const int64_t elapsed = std::max<int64_t>(0, now_us - b.last_us);
+    // millitokens per microsecond = rate / 1000; capped so a long idle cannot overflow.
+    const int64_t refill = std::min<int64_t>(capacity, elapsed / 1000 * config_.rate_per_s +
+                                                           elapsed % 1000 * config_.rate_per_s / 1000);
+    b.millitokens = std::min(capacity, b.millitokens + refill);
+  } else {
+    b.millitokens = capacity;
+  }
+  b.last_us = now_us;
+  bool ok = b.millitokens >= 1000;
+  if (ok) b.millitokens -= 1000;
+  else retry_ms = ((1000 - b.millitokens) * 1000 / config_.rate_per_s + 999) / 1000;
+  buckets_.put(sub, b, bucket_bytes);
+  return ok;
+}
+
+void machine::on_request(request_id id, cmtp::request req, int64_t now_us, effects& out) {
+  ++stats_.requests;
+  // 1. Shape.
+  if (req.version != cmtp::version_0) return refuse(id, 400, "unsupported CMTP version '" + req.version.substr(0, 16) + "'", out);
+  if (!valid_tx(req.tx)) return refuse(id, 400, "tx must be 1 to 64 characters of [A-Za-z0-9_-]", out);
+  if (req.body.size() > config_.body_bytes_max)
+    return refuse(id, 413, "body of " + std::to_string(req.body.size()) + " bytes exceeds " +
+                               std::to_string(config_.body_bytes_max), out);
+  size_t header_bytes = 0;
+  for (const auto& [k, v] : req.headers) header_bytes += k.size() + v.size();
+  if (req.headers.size() > config_.headers_max || header_bytes > config_.header_bytes_max)
+    return refuse(id, 413, "headers exceed " + std::to_string(config_.headers_max) + " entries or " +
+                               std::to_string(config_.header_bytes_max) + " bytes", out);
+  if (pending_.size() >= config_.pending_max) return refuse(id, 503, "router busy: too many requests in flight", out);
+  // 2. Token (authentication only; the scope is checked once the FQMN is known).
+  iam::token_check check;
+  check.issuer_key = issuer_key_;
+  check.audience = audience_;
+  check.now_s = now_us / 1'000'000;
+  check.is_revoked = [this](std::string_view jti) { return revoked_.count(std::string(jti)) != 0; };
+  auto claims = tokens_.verify(req.token, check);
+  if (!claims) return refuse(id, 401, claims.err().describe(), out);
+  auto caller = node_id_from_did(claims->subject);
+  if (!caller) return refuse(id, 401, "malformed: token subject is not a did:key", out);
+  // 3. Rate.
+  int64_t retry_ms = 0;
+  if (!take_token(claims->subject, now_us, retry_ms)) {
+    ++stats_.rate_limited;
+    return refuse(id, 429, "rate limited: retry after " + std::to_string(retry_ms) + " ms", out);
+  }
+  // 4. Duplicate tx.
+  if (in_flight_.count({claims->subject, req.tx}))
+    return refuse(id, 409, "tx " + req.tx + " is already in flight for this identity", out);
+  // 5. Parse.
+  fqmn_error problem;
+  auto parsed = parse_fqmn(req.fqmn, &problem);
+  if (!parsed) return refuse(id, 400, "bad FQMN: " + problem.describe(), out);
+  // 6. Scope.
+  const std::vector<std::string> needed = {std::string(required_scope(*parsed))};
+  if (!iam::covers(claims->scopes, needed))
+    return refuse(id, 403, "insufficient_scope: " + req.fqmn.substr(0, 64) + " needs scope " + needed[0], out);
+  // 7. Audit opens.
+  pending_request p;
+  req.token.clear();
+  p.request_hash = request_hash(req);
+  p.sub = claims->subject;
+  p.caller = *caller;
+  p.scopes = claims->scopes;
+  p.current = std::move(*parsed);
+  p.req = std::move(req);
+  publish("events.requests", audit_request{p.req.tx, p.sub, p.req.fqmn, to_bytes(p.request_hash)}, out);
+  in_flight_.insert({p.sub, p.req.tx});
+  auto& stored = pending_.emplace(id, std::move(p)).first->second;
+  dispatch(id, stored, now_us, out);
+}
+
+void machine::call_kv(request_id id, pending_request& p, kv::request req, int64_t now_us, effects& out) {
+  ++stats_.kv_calls;
+  p.deadline_us = now_us + config_.dispatch_timeout_us;
+  deadlines_.emplace(p.deadline_us, id);
+  out.calls.push_back({id, std::move(req), p.caller});
+}
+
+void machine::dispatch(request_id id, pending_request& p, int64_t now_us, effects& out) {
+  const fqmn& x = p.current;
+  cmtp::response r;
+  switch (x.op) {
+    case opcode::state_read: {
+      kv::request q;
+      q.operation = static_cast<uint8_t>(kv::op::get);
+      q.key = state_key(x);
+      return call_kv(id, p, std::move(q), now_us, out);
+    }
+    case opcode::state_write: {
+      kv::request q;
+      q.operation = static_cast<uint8_t>(kv::op::put);
+      q.key = state_key(x);
+      q.value = p.req.body.empty() ? args_text_of(x) : std::string(p.req.body.begin(), p.req.body.end());
+      return call_kv(id, p, std::move(q), now_us, out);
+    }
+    case opcode::events_publish: {
+      bytes payload = p.req.body;
+      if (payload.empty()) {
+        const std::string text = args_text_of(x);
+        payload.assign(text.begin(), text.end());
+      }
+      out.publishes.push_back({x.subject, std::move(payload)});
+      r.status = 200;
+      return finish(id, std::move(r), out);
+    }
+    case opcode::resolve: {
+      if (!is_mcom(x.name)) {
+        r.status = 404;
+        r.reason = "unknown name " + x.name + ": only .mcom names are registered here";
+        return finish(id, std::move(r), out);
+      }
+      if (std::find(p.names.begin(), p.names.end(), x.name) != p.names.end()) {
+        r.status = 508;
+        r.reason = "name loop:";
+        for (const auto& n : p.names) r.reason += " " + n + " ->";
+        r.reason += " " + x.name;
+        return finish(id, std::move(r), out);
+      }
+      if (p.names.size() >= fqmn_nesting_max) {
+        r.status = 508;
+        r.reason = "more than " + std::to_string(fqmn_nesting_max) + " levels of names";
+        return finish(id, std::move(r), out);
+      }
+      p.names.push_back(x.name);
+      p.resolving = true;
+      ++stats_.resolutions;
+      kv::request q;
+      q.operation = static_cast<uint8_t>(kv::op::name_resolve);
+      q.key = x.name;
+      return call_kv(id, p, std::move(q), now_us, out);
+    }
+    case opcode::register_name: {
+      kv::request q;
+      q.operation = static_cast<uint8_t>(kv::op::name_register);
+      q.key = x.name;
+      q.value = to_string(*x.target);
+      return call_kv(id, p, std::move(q), now_us, out);
+    }
+    case opcode::events_read:
+    case opcode::iam:
+    case opcode::contract:
+    case opcode::consensus:
+    case opcode::proxy:
+      r.status = 501;
+      r.reason = std::string(opcode_text(x.op)) + " is not served by this router yet";
+      return finish(id, std::move(r), out);
+  }
+}
+
+void machine::on_kv_answer(request_id id, const kv::response& answer, int64_t now_us, effects& out) {
+  auto it = pending_.find(id);
+  if (it == pending_.end() || it->second.deadline_us == 0) {
+    ++stats_.late_answers;
+    return;
+  }
+  pending_request& p = it->second;
+  for (auto d = deadlines_.lower_bound(p.deadline_us); d != deadlines_.end() && d->first == p.deadline_us; ++d)
+    if (d->second == id) {
+      deadlines_.erase(d);
+      break;
+    }
+  p.deadline_us = 0;
+  cmtp::response r;
+  if (answer.status == 503) {
+    r.status = 503;
+    r.reason = answer.reason.empty() ? "state service unavailable" : answer.reason;
+    return finish(id, std::move(r), out);
+  }
+  if (p.resolving) {
+    p.resolving = false;
+    if (answer.status == 404) {
+      r.status = 404;
+      r.reason = "unknown name " + p.names.back();
+      return finish(id, std::move(r), out);
+    }
+    if (answer.status != 200) {
+      r.status = 500;
+      r.reason = "registrar answered " + std::to_string(answer.status) + " " + answer.reason;
+      return finish(id, std::move(r), out);
+    }
+    fqmn_error problem;
+    auto target = parse_fqmn(answer.value, &problem);
+    if (!target) {
+      r.status = 500;
+      r.reason = "registrar holds a bad target for " + p.names.back() + ": " + problem.describe();
+      return finish(id, std::move(r), out);
+    }
+    const std::vector<std::string> needed = {std::string(required_scope(*target))};
+    if (!iam::covers(p.scopes, needed)) {
+      r.status = 403;
+      r.reason = "insufficient_scope: " + p.names.back() + " resolves to " + answer.value.substr(0, 64) +
+                 ", which needs scope " + needed[0];
+      return finish(id, std::move(r), out);
+    }
+    p.current = std::move(*target);
+    return dispatch(id, p, now_us, out);
+  }
+  const opcode op = p.current.op;
+  if (op == opcode::state_read) {
+    if (answer.status == 200 && answer.found) {
+      r.status = 200;
+      r.body.assign(answer.value.begin(), answer.value.end());
+    } else {
+      r.status = 404;
+      r.reason = "no state at " + state_key(p.current);
+    }
+    return finish(id, std::move(r), out);
+  }
+  if (op == opcode::state_write) {
+    r.status = answer.status == 200 ? 200 : answer.status;
+    r.reason = answer.reason;
+    if (answer.status == 200) r.headers["raft-index"] = std::to_string(answer.index);
+    return finish(id, std::move(r), out, answer.status == 200 ? answer.index : 0);
+  }
+  // register_name
+  r.status = answer.status;
+  r.reason = answer.reason;
+  if (answer.status == 201) r.headers["raft-index"] = std::to_string(answer.index);
+  return finish(id, std::move(r), out, answer.status == 201 ? answer.index : 0);
+}
+
+void machine::finish(request_id id, cmtp::response response, effects& out, uint64_t committed_index) {
+  auto it = pending_.find(id);
+  assert(it != pending_.end());
+  pending_request& p = it->second;
+  const hash32 answered = response_hash(response);
+  response.audit = to_bytes(audit_hash(p.req.tx, p.request_hash, answered));
+  const std::string& tx = p.req.tx;
+  publish("events.responses." + tx, audit_response{tx, response.status, to_bytes(answered)}, out);
+  publish("events.mined." + tx, audit_mined{tx, to_bytes(p.request_hash), to_bytes(answered)}, out);
+  if (committed_index > 0) publish("events.confirmed." + tx, audit_confirmed{tx, committed_index}, out);
+  ++stats_.answered;
+  ++stats_.by_status[response.status];
+  out.responses.push_back({id, std::move(response)});
+  in_flight_.erase({p.sub, p.req.tx});
+  pending_.erase(it);
+}
+
+template <class T>
+void machine::publish(std::string subject, const T& record, effects& out) {
+  out.publishes.push_back({std::move(subject), packed(record)});
+}
+
+void machine::tick(int64_t now_us, effects& out) {
+  while (!deadlines_.empty() && deadlines_.begin()->first <= now_us) {
+    const request_id id = deadlines_.begin()->second;
+    deadlines_.erase(deadlines_.begin());
+    auto it = pending_.find(id);
+    if (it == pending_.end()) continue;
+    it->second.deadline_us = 0;
+    ++stats_.timeouts;
+    cmtp::response r;
+    r.status = 408;
+    r.reason = "the service did not answer within " + std::to_string(config_.dispatch_timeout_us / 1000) + " ms";
+    finish(id, std::move(r), out);
+  }
+  const int64_t now_s = now_us / 1'000'000;
+  for (auto it = revoked_.begin(); it != revoked_.end();)
+    it = it->second + 60 < now_s ? revoked_.erase(it) : std::next(it);
+}
+
+int64_t machine::next_deadline_us() const {
+  return deadlines_.empty() ? std::numeric_limits<int64_t>::max() : deadlines_.begin()->first;
+}
+
+}  // namespace cmesh::router

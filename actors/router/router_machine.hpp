@@ -1,0 +1,197 @@
+// The router and dispatcher as a pure machine (docs/router.md): CMTP request in; token check
+// through the verified-token cache and the revoked set; per-subject rate limit; FQMN parse; scope
+// check; registrar resolution (nested names, loops refused); dispatch to the kv service or the
+// events bus as effects; exactly one CMTP response per request; the audit trail (requests,
+// responses.<tx>, mined.<tx>, confirmed.<tx>) as publishes.
+//
+// Pure: no CAF, no I/O, no clock, no randomness. Time comes in as `now_us` (mesh time: Unix
+// microseconds in real mode). Hashing is BLAKE2b (libsodium, deterministic). No unordered
+// container is iterated.
+//
+// Thread confinement: one owner (the router actor of the node); not thread-safe.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <map>
+#include <set>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "actors/gossip/lru_cache.hpp"
+#include "actors/iam/token.hpp"
+#include "actors/router/fqmn.hpp"
+#include "messages/cmtp_messages.hpp"
+#include "messages/error.hpp"
+#include "messages/kv_messages.hpp"
+#include "messages/node_id.hpp"
+
+namespace cmesh::router {
+
+// Every bound, with its reason (docs/router.md §6). Checked by validate().
+struct config {
+  // A body is an argument, not bulk data; well under the envelope limit with room for headers.
+  size_t body_bytes_max = 64 * 1024;
+  // Requests in flight, each holding at most one service call; past it, 503.
+  size_t pending_max = 4096;
+  // A kv write waits for a Raft commit (ms); 5 s covers an election.
+  int64_t dispatch_timeout_us = 5'000'000;
+  // Per subject: one identity cannot starve the router.
+  uint32_t rate_per_s = 1000;
+  uint32_t rate_burst = 2000;
+  size_t rate_subjects_max = 10000;
+  // Verified tokens cached (as IAM's cache: one per active session).
+  size_t verified_tokens_max = 10000;
+  // Revoked token ids held until their tokens expire.
+  size_t revoked_max = 65536;
+  // Header entries and their total size: metadata, not a second body.
+  size_t headers_max = 32;
+  size_t header_bytes_max = 8 * 1024;
+};
+
+// Checks every bound above (all positive, burst >= 1); the reason names the field.
+status validate(const config& cfg);
+
+// tx: 1 to 64 of [A-Za-z0-9_-] (docs/router.md §1), so events.*.<tx> is a valid subject.
+bool valid_tx(std::string_view tx);
+
+using hash32 = std::array<uint8_t, 32>;
+// BLAKE2b-256 of the msgpack encoding of `r` with its token left out (a bearer secret).
+hash32 request_hash(const cmtp::request& r);
+// BLAKE2b-256 of the msgpack encoding of {status, reason, headers, body}.
+hash32 response_hash(const cmtp::response& r);
+// BLAKE2b-256 of "cmesh-audit-v1" 0x00 || tx || request hash || response hash.
+hash32 audit_hash(std::string_view tx, const hash32& request, const hash32& response);
+
+// The kv key a state FQMN addresses: "state/<contract>" or "state/<contract>/<function>".
+std::string state_key(const fqmn& x);
+
+using request_id = uint64_t;
+
+// Audit records published on the bus (msgpack maps; docs/router.md §3 step 7 and 9).
+struct audit_request {
+  std::string tx;
+  std::string sub;
+  std::string fqmn;
+  bytes request_hash;
+  MSGPACK_DEFINE_MAP(tx, sub, fqmn, request_hash);
+};
+struct audit_response {
+  std::string tx;
+  uint16_t status = 0;
+  bytes response_hash;
+  MSGPACK_DEFINE_MAP(tx, status, response_hash);
+};
+struct audit_mined {
+  std::string tx;
+  bytes request_hash;
+  bytes response_hash;
+  MSGPACK_DEFINE_MAP(tx, request_hash, response_hash);
+};
+struct audit_confirmed {
+  std::string tx;
+  uint64_t index = 0;
+  MSGPACK_DEFINE_MAP(tx, index);
+};
+
+struct effects {
+  // Ask the local kv service; answer with on_kv_answer(id, ...). `caller` is the token's subject
+  // key: the registrar's owner of a name registered by this request.
+  struct kv_call {
+    request_id id = 0;
+    kv::request req;
+    node_id caller;
+  };
+  struct publish {
+    std::string subject;
+    bytes payload;
+  };
+  struct respond {
+    request_id id = 0;
+    cmtp::response response;
+  };
+  std::vector<kv_call> calls;
+  std::vector<publish> publishes;  // in order
+  std::vector<respond> responses;
+
+  void clear() {
+    calls.clear();
+    publishes.clear();
+    responses.clear();
+  }
+};
+
+struct stats {
+  uint64_t requests = 0;
+  uint64_t answered = 0;
+  std::map<uint16_t, uint64_t> by_status;
+  uint64_t kv_calls = 0;
+  uint64_t resolutions = 0;
+  uint64_t timeouts = 0;
+  uint64_t late_answers = 0;   // a service answered after its request timed out
+  uint64_t rate_limited = 0;
+};
+
+class machine {
+public:
+  // REQUIRES: validate(cfg) is ok. Tokens must be issued by `issuer_key` (this node's IAM) for
+  // `audience` (this router).
+  machine(config cfg, node_id issuer_key, std::string audience);
+
+  // A request; `id` is unique among this router's requests (the shell numbers them). Always
+  // answers, at once (refusals) or later (through on_kv_answer or tick).
+  void on_request(request_id id, cmtp::request req, int64_t now_us, effects& out);
+  // The kv service's answer to a kv_call. An answer for an unknown or timed-out id is counted
+  // and dropped.
+  void on_kv_answer(request_id id, const kv::response& answer, int64_t now_us, effects& out);
+  // The IAM actor revoked `token_id` (its token expires at `expires_at_s`).
+  void revoke(const std::string& token_id, int64_t expires_at_s);
+  // Answers 408 to requests whose call outlived dispatch_timeout_us; forgets expired revocations.
+  void tick(int64_t now_us, effects& out);
+  // The earliest call deadline, or INT64_MAX.
+  int64_t next_deadline_us() const;
+
+  size_t pending() const { return pending_.size(); }
+  const stats& statistics() const { return stats_; }
+  const config& configuration() const { return config_; }
+  const iam::verified_token_cache& token_cache() const { return tokens_; }
+
+private:
+  struct pending_request {
+    cmtp::request req;             // token cleared
+    std::string sub;
+    node_id caller;
+    std::vector<std::string> scopes;
+    fqmn current;                  // what is being dispatched now (the target after a resolve)
+    std::vector<std::string> names;  // followed so far (0xR), in order
+    bool resolving = false;        // the outstanding call is a name_resolve
+    hash32 request_hash{};
+    int64_t deadline_us = 0;
+  };
+  struct bucket {
+    int64_t millitokens = 0;
+    int64_t last_us = 0;
+  };
+
+  void refuse(request_id id, uint16_t status, std::string reason, effects& out);
+  bool take_token(const std::string& sub, int64_t now_us, int64_t& retry_ms);
+  void dispatch(request_id id, pending_request& p, int64_t now_us, effects& out);
+  void call_kv(request_id id, pending_request& p, kv::request req, int64_t now_us, effects& out);
+  void finish(request_id id, cmtp::response response, effects& out, uint64_t committed_index = 0);
+  template <class T>
+  void publish(std::string subject, const T& record, effects& out);
+
+  config config_;
+  node_id issuer_key_;
+  std::string audience_;
+  iam::verified_token_cache tokens_;
+  std::map<std::string, int64_t> revoked_;      // token id -> its token's exp (Unix seconds)
+  lru_cache<std::string, bucket> buckets_;
+  std::map<request_id, pending_request> pending_;
+  std::set<std::pair<std::string, std::string>> in_flight_;  // (sub, tx)
+  std::multimap<int64_t, request_id> deadlines_;
+  stats stats_;
+};
+
+}  // namespace cmesh::router

@@ -1,0 +1,300 @@
+// The router machine (docs/router.md) with real session tokens signed by a node key, driven by
+// hand: the test plays the kv service (answers kv_calls) and reads the publishes.
+#include <doctest/doctest.h>
+
+#include <string>
+#include <vector>
+
+#include "actors/router/router_machine.hpp"
+#include "messages/codec.hpp"
+#include "runtime/crypto/identity.hpp"
+
+using namespace cmesh;
+using namespace cmesh::router;
+
+namespace {
+
+constexpr int64_t t0_us = 1'800'000'000'000'000;  // mesh time, Unix microseconds
+
+struct fixture {
+  identity node = identity::derive_for_simulation(21, 0);
+  identity alice = identity::derive_for_simulation(21, 1);
+  identity bob = identity::derive_for_simulation(21, 2);
+  std::string audience = node.did();
+  config cfg;
+  std::unique_ptr<machine> m;
+  effects out;
+  request_id next_id = 1;
+
+  fixture() { rebuild(); }
+  void rebuild() { m = std::make_unique<machine>(cfg, node.public_key, audience); }
+
+  std::string token(const identity& who, std::string scopes = "state.read state.write events.publish names.resolve names.register",
+                    std::string aud = "", int64_t exp_s = t0_us / 1'000'000 + 3600, std::string jti = "jti-1",
+                    const identity* signer = nullptr) {
+    iam::session_claims c;
+    c.issuer = (signer ? *signer : node).did();
+    c.subject = who.did();
+    c.audience = aud.empty() ? audience : aud;
+    c.issued_at_s = std::min(t0_us / 1'000'000 - 10, exp_s - 60);
+    c.expires_at_s = exp_s;
+    auto parsed = iam::parse_scope(scopes);
+    REQUIRE(parsed.ok());
+    c.scopes = *parsed;
+    c.token_id = jti;
+    auto t = iam::issue_session_token(c, jose::signer_for(signer ? *signer : node));
+    REQUIRE(t.ok());
+    return *t;
+  }
+
+  // Sends a request; returns its id. out holds the effects.
+  request_id send(const std::string& fqmn, const std::string& tok, const std::string& tx = "tx1",
+                  const std::string& body = "", int64_t now = t0_us) {
+    out.clear();
+    cmtp::request r;
+    r.tx = tx;
+    r.fqmn = fqmn;
+    r.token = tok;
+    r.body.assign(body.begin(), body.end());
+    request_id id = next_id++;
+    m->on_request(id, r, now, out);
+    return id;
+  }
+  // The only response in out (REQUIREs exactly one).
+  const cmtp::response& answer() const {
+    REQUIRE(out.responses.size() == 1);
+    return out.responses[0].response;
+  }
+  void kv_answer(request_id id, uint16_t status, std::string value = "", bool found = true, uint64_t index = 0,
+                 int64_t now = t0_us + 1000) {
+    out.clear();
+    kv::response r;
+    r.status = status;
+    r.value = std::move(value);
+    r.found = found;
+    r.index = index;
+    m->on_kv_answer(id, r, now, out);
+  }
+  std::vector<std::string> subjects() const {
+    std::vector<std::string> s;
+    for (const auto& p : out.publishes) s.push_back(p.subject);
+    return s;
+  }
+};
+
+template <class T>
+T unpack_record(const bytes& b) {
+  auto v = unpack_value<T>(b.data(), b.size());
+  REQUIRE(v.ok());
+  return *v;
+}
+
+}  // namespace
+
+TEST_CASE("router: a state write is dispatched to kv with the caller from the token, answered once committed, with the whole audit trail") {
+  fixture f;
+  auto tok = f.token(f.alice);
+  auto id = f.send("0xSW:0x001:hello_world", tok, "w1", "hello");
+  REQUIRE(f.out.calls.size() == 1);
+  CHECK(f.out.responses.empty());
+  const auto& call = f.out.calls[0];
+  CHECK(call.caller == f.alice.public_key);
+  CHECK(call.req.operation == static_cast<uint8_t>(kv::op::put));
+  CHECK(call.req.key == "state/0x001/hello_world");
+  CHECK(call.req.value == "hello");
+  REQUIRE(f.subjects() == std::vector<std::string>{"events.requests"});
+  auto opened = unpack_record<audit_request>(f.out.publishes[0].payload);
+  CHECK(opened.tx == "w1");
+  CHECK(opened.sub == f.alice.did());
+  CHECK(opened.fqmn == "0xSW:0x001:hello_world");
+  // The token never reaches the bus.
+  const auto& payload = f.out.publishes[0].payload;
+  CHECK(std::string(payload.begin(), payload.end()).find(tok.substr(0, 20)) == std::string::npos);
+
+  f.kv_answer(id, 200, "", false, 42);
+  const auto& r = f.answer();
+  CHECK(r.status == 200);
+  CHECK(r.headers.at("raft-index") == "42");
+  CHECK(f.subjects() == std::vector<std::string>{"events.responses.w1", "events.mined.w1", "events.confirmed.w1"});
+  auto mined = unpack_record<audit_mined>(f.out.publishes[1].payload);
+  CHECK(mined.request_hash == opened.request_hash);
+  auto responded = unpack_record<audit_response>(f.out.publishes[0].payload);
+  CHECK(responded.status == 200);
+  CHECK(mined.response_hash == responded.response_hash);
+  // The response's audit field is recomputable from the request and the response.
+  hash32 req_h{}, resp_h{};
+  std::copy(mined.request_hash.begin(), mined.request_hash.end(), req_h.begin());
+  CHECK(response_hash(r) == [&] { std::copy(mined.response_hash.begin(), mined.response_hash.end(), resp_h.begin()); return resp_h; }());
+  auto expected = audit_hash("w1", req_h, resp_h);
+  CHECK(r.audit == bytes(expected.begin(), expected.end()));
+  CHECK(unpack_record<audit_confirmed>(f.out.publishes[2].payload).index == 42);
+  CHECK(f.m->pending() == 0);
+}
+
+TEST_CASE("router: the security matrix - no token, expired, wrong audience, tampered, revoked, other issuer, other scope - each refused with its status and no service call") {
+  fixture f;
+  struct row {
+    const char* what;
+    std::string token;
+    uint16_t status;
+    const char* reason_part;
+  };
+  std::string good = f.token(f.alice, "state.read", "", t0_us / 1'000'000 + 3600, "good");
+  std::string tampered = good;
+  tampered[tampered.size() - 5] = tampered[tampered.size() - 5] == 'A' ? 'B' : 'A';
+  identity rogue = identity::derive_for_simulation(21, 9);
+  std::vector<row> rows = {
+      {"no token", "", 401, "missing_token"},
+      {"expired", f.token(f.alice, "state.read", "", t0_us / 1'000'000 - 100, "old"), 401, "expired"},
+      {"wrong audience", f.token(f.alice, "state.read", "did:key:z6MkOther", t0_us / 1'000'000 + 3600, "aud"), 401,
+       "wrong_audience"},
+      {"tampered signature", tampered, 401, "bad_signature"},
+      {"another issuer", f.token(f.alice, "state.read", "", t0_us / 1'000'000 + 3600, "rogue", &rogue), 401,
+       "wrong_issuer"},
+      {"scope for reads only, asking a write", good, 403, "insufficient_scope"},
+  };
+  for (const auto& r : rows) {
+    INFO(r.what);
+    const std::string fqmn = r.status == 403 ? "0xSW:0x001:f" : "0xS:0x001:f";
+    f.send(fqmn, r.token, "t");
+    CHECK(f.out.calls.empty());
+    CHECK(f.out.publishes.empty());  // refusals before the audit leave no trail
+    CHECK(f.answer().status == r.status);
+    CHECK(f.answer().reason.find(r.reason_part) != std::string::npos);
+  }
+  // Revoked: accepted once (and cached), refused after the IAM actor's revocation.
+  auto id = f.send("0xS:0x001:f", good, "r1");
+  REQUIRE(f.out.calls.size() == 1);
+  f.kv_answer(id, 404, "", false);
+  f.m->revoke("good", t0_us / 1'000'000 + 3600);
+  f.send("0xS:0x001:f", good, "r2");
+  CHECK(f.out.calls.empty());
+  CHECK(f.answer().status == 401);
+  CHECK(f.answer().reason.find("revoked") != std::string::npos);
+}
+
+TEST_CASE("router: names resolve through the registrar up to three levels, loops and depth are refused, .mcom only, a bad FQMN names its column") {
+  fixture f;
+  auto tok = f.token(f.alice);
+  // Registration: the owner handed to the registrar is the token's subject.
+  auto reg = f.send("0xRW:register:helloWorld.mcom:0xS:0x001", tok, "reg1");
+  REQUIRE(f.out.calls.size() == 1);
+  CHECK(f.out.calls[0].req.operation == static_cast<uint8_t>(kv::op::name_register));
+  CHECK(f.out.calls[0].req.key == "helloWorld.mcom");
+  CHECK(f.out.calls[0].req.value == "0xS:0x001");
+  CHECK(f.out.calls[0].caller == f.alice.public_key);
+  f.kv_answer(reg, 201, "", false, 7);
+  CHECK(f.answer().status == 201);
+  auto taken = f.send("0xRW:register:helloWorld.mcom:0xS:0x002", tok, "reg2");
+  kv::response conflict;
+  conflict.status = 409;
+  conflict.reason = "name taken by someone";
+  f.out.clear();
+  f.m->on_kv_answer(taken, conflict, t0_us, f.out);
+  CHECK(f.answer().status == 409);
+  CHECK(f.subjects() == std::vector<std::string>{"events.responses.reg2", "events.mined.reg2"});  // not confirmed
+
+  // a.mcom -> b.mcom -> 0xS:0x001:f : two resolutions, then the read.
+  auto id = f.send("0xR:a.mcom", tok, "res1");
+  REQUIRE(f.out.calls.size() == 1);
+  CHECK(f.out.calls[0].req.operation == static_cast<uint8_t>(kv::op::name_resolve));
+  f.kv_answer(id, 200, "0xR:b.mcom");
+  REQUIRE(f.out.calls.size() == 1);
+  CHECK(f.out.calls[0].req.key == "b.mcom");
+  f.kv_answer(id, 200, "0xS:0x001:f");
+  REQUIRE(f.out.calls.size() == 1);
+  CHECK(f.out.calls[0].req.key == "state/0x001/f");
+  f.kv_answer(id, 200, "stored", true);
+  CHECK(f.answer().status == 200);
+  CHECK(std::string(f.answer().body.begin(), f.answer().body.end()) == "stored");
+
+  // A loop: a.mcom -> b.mcom -> a.mcom.
+  id = f.send("0xR:a.mcom", tok, "loop");
+  f.kv_answer(id, 200, "0xR:b.mcom");
+  f.kv_answer(id, 200, "0xR:a.mcom");
+  CHECK(f.answer().status == 508);
+  CHECK(f.answer().reason == "name loop: a.mcom -> b.mcom -> a.mcom");
+  // Four levels: refused after the third.
+  id = f.send("0xR:l1.mcom", tok, "deep");
+  f.kv_answer(id, 200, "0xR:l2.mcom");
+  f.kv_answer(id, 200, "0xR:l3.mcom");
+  f.kv_answer(id, 200, "0xR:l4.mcom");
+  CHECK(f.out.calls.empty());
+  CHECK(f.answer().status == 508);
+  // Unknown name and a name outside .mcom.
+  id = f.send("0xR:nobody.mcom", tok, "nf");
+  f.kv_answer(id, 404, "", false);
+  CHECK(f.answer().status == 404);
+  f.send("0xR:google.com", tok, "g");
+  CHECK(f.out.calls.empty());
+  CHECK(f.answer().status == 404);
+  // A resolved target needs its own scope.
+  auto reader = f.token(f.bob, "names.resolve", "", t0_us / 1'000'000 + 3600, "bob");
+  id = f.send("0xR:helloWorld.mcom", reader, "s");
+  f.kv_answer(id, 200, "0xS:0x001");
+  CHECK(f.answer().status == 403);
+  // A bad FQMN: 400 with the column.
+  f.send("0xQ:nothing", tok, "bad");
+  CHECK(f.answer().status == 400);
+  CHECK(f.answer().reason.find("column 0") != std::string::npos);
+}
+
+TEST_CASE("router: every request gets exactly one answer - timeouts 408, late answers dropped, duplicate tx 409, rate limit 429, limits 413 and 503") {
+  fixture f;
+  f.cfg.rate_per_s = 10;
+  f.cfg.rate_burst = 3;
+  f.cfg.pending_max = 3;
+  f.cfg.body_bytes_max = 8;
+  f.rebuild();
+  auto tok = f.token(f.alice);
+  auto first = f.send("0xS:0x001:a", tok, "same");
+  CHECK(f.out.calls.size() == 1);
+  f.send("0xS:0x001:b", tok, "same");
+  CHECK(f.answer().status == 409);
+  auto second = f.send("0xS:0x001:c", tok, "other");
+  CHECK(f.out.calls.size() == 1);
+  (void)second;
+  // Burst of 3 used (the 409 took one too); the next is limited until a token refills (100 ms).
+  f.send("0xS:0x001:d", tok, "x1");
+  CHECK(f.answer().status == 429);
+  CHECK(f.answer().reason.find("retry after") != std::string::npos);
+  // After 200 ms two tokens are back: one more call fits (3 in flight = pending_max), then 503.
+  f.send("0xS:0x001:e", tok, "x2", "", t0_us + 200'000);
+  CHECK(f.out.calls.size() == 1);
+  f.send("0xS:0x001:e", tok, "x2b", "", t0_us + 200'000);
+  CHECK(f.answer().status == 503);
+  f.send("0xSW:0x001:e", tok, "x3", "123456789", t0_us + 400'000);
+  CHECK(f.answer().status == 413);
+  // Timeouts: both calls expire at t0 + 5 s.
+  CHECK(f.m->next_deadline_us() == t0_us + f.cfg.dispatch_timeout_us);
+  f.out.clear();
+  f.m->tick(t0_us + f.cfg.dispatch_timeout_us, f.out);
+  REQUIRE(f.out.responses.size() == 2);  // the first two; the third expires 200 ms later
+  for (const auto& r : f.out.responses) CHECK(r.response.status == 408);
+  CHECK(f.m->pending() == 1);
+  f.out.clear();
+  f.m->tick(t0_us + 200'000 + f.cfg.dispatch_timeout_us, f.out);
+  CHECK(f.answer().status == 408);
+  CHECK(f.m->pending() == 0);
+  // The late kv answer is counted and dropped: no second response.
+  f.kv_answer(first, 200, "v");
+  CHECK(f.out.responses.empty());
+  CHECK(f.m->statistics().late_answers == 1);
+  CHECK(f.m->statistics().requests == f.m->statistics().answered);
+}
+
+TEST_CASE("router: a publish goes to the bus with the body or the JSON argument, and unserved opcodes answer 501") {
+  fixture f;
+  auto tok = f.token(f.alice);
+  f.send("0xEW:orders.created:{\"id\":7}", tok, "p1");
+  CHECK(f.answer().status == 200);
+  REQUIRE(f.out.publishes.size() == 4);  // requests, the publish, responses, mined
+  CHECK(f.out.publishes[1].subject == "orders.created");
+  CHECK(std::string(f.out.publishes[1].payload.begin(), f.out.publishes[1].payload.end()) == "{\"id\":7}");
+  auto admin = f.token(f.alice, "contracts consensus proxy iam events.read", "", t0_us / 1'000'000 + 3600, "all");
+  for (const char* x : {"0xA:*:0x001:f", "0xC:kv:status", "0xI:session", "0xE:orders.*"}) {
+    INFO(x);
+    f.send(x, admin, "u");
+    CHECK(f.answer().status == 501);
+  }
+}
