@@ -11,12 +11,14 @@
 #include <msgpack.hpp>
 
 #include "messages/node_id.hpp"
+#include "messages/services.hpp"
 
 namespace cmesh::cmtp {
 
 inline constexpr const char* version_0 = "CMTP/0";
 
 struct request {
+  static constexpr uint16_t service_id = services::cmtp;
   static constexpr uint16_t type_id = 1;
   std::string version = version_0;
   std::string tx;                              // client-chosen, [A-Za-z0-9_-]{1,64}
@@ -28,6 +30,7 @@ struct request {
 };
 
 struct response {
+  static constexpr uint16_t service_id = services::cmtp;
   static constexpr uint16_t type_id = 2;
   uint16_t status = 0;
   std::string reason;

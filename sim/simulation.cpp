@@ -257,6 +257,14 @@ status simulation::impl::setup() {
         c.impersonated >= options.nodes)
       return {errc::invalid_argument,
               "a reputation claim names a node that does not exist or reputation is off"};
+  if (!options.agents.cmtp_commands.empty()) {
+    if (!options.agents.router) return {errc::invalid_argument, "CMTP commands need agents.router"};
+    for (const auto& c : options.agents.cmtp_commands)
+      if (c.node >= options.nodes)
+        return {errc::invalid_argument, "a CMTP command names a node that does not exist"};
+    clients.push_back(spawn_cmtp_client(*system, shared.get(), options.seed, options.agents.cmtp_commands,
+                                        options.agents.cmtp_outcomes));
+  }
   if (!options.agents.events_commands.empty()) {
     if (!options.agents.events) return {errc::invalid_argument, "events commands need agents.events"};
     for (const auto& c : options.agents.events_commands)
@@ -396,6 +404,7 @@ void simulation::impl::boot(uint32_t index) {
     }
     setup.reputation = std::move(rs);
   }
+  if (options.agents.router) setup.router = router_setup{};
   if (options.agents.events) {
     events_setup es;
     es.observer = options.agents.events_observer;

@@ -23,6 +23,7 @@
 #include "actors/reputation/reputation_machine.hpp"
 #include "actors/swim/swim_machine.hpp"
 #include "messages/error.hpp"
+#include "sim/cmtp_client.hpp"
 #include "sim/events_client.hpp"
 #include "sim/model/fault_profile.hpp"
 #include "sim/model/network_model.hpp"
@@ -125,6 +126,10 @@ struct agent_options {
   std::vector<events_command> events_commands;  // needs events
   std::vector<events_outcome>* events_outcomes = nullptr;
   reputation_options reputation;
+  // The router (actors/router) on every node; a simulated client sends CMTP requests to it.
+  bool router = false;
+  std::vector<cmtp_command> cmtp_commands;  // needs router
+  std::vector<cmtp_outcome>* cmtp_outcomes = nullptr;
 };
 
 struct simulation_options {

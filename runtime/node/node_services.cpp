@@ -9,6 +9,8 @@
 #include "actors/kv/kv_actor.hpp"
 #include "actors/peer/peer_actor.hpp"
 #include "actors/reputation/reputation_actor.hpp"
+#include "actors/router/router_actor.hpp"
+#include "runtime/crypto/identity.hpp"
 #include "actors/rmb/rmb_actor.hpp"
 #include "actors/swim/swim_actor.hpp"
 #include "runtime/core/rng.hpp"
@@ -19,6 +21,8 @@ std::vector<caf::actor> spawn_node_services(caf::actor_system& system, const caf
                                             const node_setup& setup) {
   std::vector<caf::actor> services;
   caf::actor membership;  // the swim actor, when there is one
+  caf::actor replica;     // the kv replica, when there is one
+  caf::actor bus;         // the events bus, when there is one
   peer::actor_context peer_context;
   peer_context.self = setup.self;
   peer_context.listen_address = setup.listen_address;
@@ -51,6 +55,7 @@ std::vector<caf::actor> spawn_node_services(caf::actor_system& system, const caf
     kv_context.events = setup.events;
     kv_context.observer = setup.raft->observer;
     services.push_back(kv::spawn_kv_replica(system, transport, std::move(kv_context)));
+    replica = services.back();
   }
   if (setup.swim) {
     swim::actor_context swim_context;
@@ -122,6 +127,7 @@ std::vector<caf::actor> spawn_node_services(caf::actor_system& system, const caf
     events_context.watcher = setup.events_bus->observer;
     services.push_back(
         events::spawn_events_actor(system, transport, membership, std::move(events_context)));
+    bus = services.back();
   }
   if (setup.reputation) {
     const auto& r = *setup.reputation;
@@ -136,6 +142,15 @@ std::vector<caf::actor> spawn_node_services(caf::actor_system& system, const caf
     context.watcher = r.observer;
     services.push_back(
         reputation::spawn_reputation_actor(system, transport, membership, std::move(context)));
+  }
+  if (setup.router) {
+    router::actor_context context;
+    context.self = setup.self;
+    context.audience = setup.router->audience.empty() ? did_from_node_id(setup.self) : setup.router->audience;
+    context.routing = setup.router->routing;
+    context.epoch_offset_us = setup.router->epoch_offset_us;
+    context.events = setup.events;
+    services.push_back(router::spawn_router_actor(system, transport, replica, bus, caf::actor{}, std::move(context)));
   }
   return services;
 }

@@ -16,6 +16,7 @@
 #include "actors/gossip/gossip_machine.hpp"
 #include "actors/peer/peer_machine.hpp"
 #include "actors/reputation/reputation_machine.hpp"
+#include "actors/router/router_machine.hpp"
 #include "actors/rmb/rmb_machine.hpp"
 #include "actors/swim/swim_machine.hpp"
 #include "actors/raft/raft_machine.hpp"
@@ -107,6 +108,15 @@ struct reputation_setup {
   reputation::observer* observer = nullptr;           // simulation checkers only
 };
 
+// Router and dispatcher (actors/router): CMTP requests from clients, dispatched to this node's kv
+// replica and events bus. Tokens must be issued by this node's IAM for `audience` (empty: the
+// node's DID).
+struct router_setup {
+  router::config routing;          // validated by the caller
+  std::string audience;
+  int64_t epoch_offset_us = 0;     // actor clock + this = mesh time
+};
+
 // A Raft group this node is a member of, serving the replicated key/value store (actors/kv).
 struct raft_setup {
   uint32_t group = 0;
@@ -141,6 +151,7 @@ struct node_setup {
   std::optional<aggregator_setup> aggregator;
   std::optional<events_setup> events_bus;
   std::optional<reputation_setup> reputation;
+  std::optional<router_setup> router;
   // The RMB agent's own store (real mode: a separate LMDB environment, as for Raft). Null: share
   // `storage`.
   store* rmb_storage = nullptr;

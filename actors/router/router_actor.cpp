@@ -1,0 +1,236 @@
+#include "actors/router/router_actor.hpp"
+
+#include <chrono>
+#include <limits>
+#include <map>
+#include <memory>
+
+#include <caf/all.hpp>
+
+#include "actors/events/events_actor.hpp"
+#include "actors/ignore_unexpected.hpp"
+#include "actors/kv/kv_actor.hpp"
+#include "messages/codec.hpp"
+#include "messages/seam.hpp"
+#include "messages/services.hpp"
+#include "runtime/core/event_sink.hpp"
+
+namespace cmesh::router {
+
+namespace {
+
+constexpr std::string_view service_name = "router";
+
+// Who waits for a response: a peer over the transport, or an in-process caller.
+struct requester {
+  node_id peer;
+  uint64_t correlation = 0;
+  caf::typed_response_promise<bytes> promise;  // valid for in-process callers
+  bool in_process = false;
+};
+
+struct router_state {
+  static inline const char* name = "cmesh.router";
+  actor_context ctx;
+  caf::actor transport;
+  caf::actor kv;
+  caf::actor bus;
+  std::unique_ptr<machine> routing;
+  std::map<request_id, requester> waiting;
+  request_id next_id = 1;
+  int64_t armed_us = std::numeric_limits<int64_t>::max();
+  uint64_t malformed = 0;
+  uint64_t publishes_dropped = 0;  // no events bus on this node
+};
+
+using router_actor = caf::stateful_actor<router_state>;
+using sweep_atom = caf::atom_constant<caf::atom("rt_sweep")>;
+
+int64_t clock_us(router_actor* self) {
+  using namespace std::chrono;
+  return duration_cast<microseconds>(self->clock().now().time_since_epoch()).count();
+}
+
+int64_t mesh_us(router_actor* self) { return clock_us(self) + self->state.ctx.epoch_offset_us; }
+
+void record(router_actor* self, std::string_view kind, const node_id& peer, const std::string& detail,
+            int64_t value) {
+  auto& st = self->state;
+  if (st.ctx.events) st.ctx.events->record({st.ctx.self, service_name, kind, peer, detail, value});
+}
+
+void arm_timer(router_actor* self) {
+  auto& st = self->state;
+  const int64_t next = st.routing->next_deadline_us();
+  if (next == std::numeric_limits<int64_t>::max() || next >= st.armed_us) return;
+  st.armed_us = next;
+  self->delayed_send(self, std::chrono::microseconds(std::max<int64_t>(0, next - mesh_us(self))),
+                     tick_atom::value);
+}
+
+void on_kv_bytes(router_actor* self, request_id id, const bytes& packed);
+
+void carry_out(router_actor* self, effects& out) {
+  auto& st = self->state;
+  for (auto& call : out.calls) {
+    const request_id id = call.id;
+    if (!st.kv) {
+      kv::response unavailable;
+      unavailable.status = 503;
+      unavailable.reason = "no state service (kv replica) on this node";
+      effects more;
+      st.routing->on_kv_answer(id, unavailable, mesh_us(self), more);
+      carry_out(self, more);
+      continue;
+    }
+    auto packed = pack_value(call.req);
+    if (!packed) continue;  // a request the router built: cannot fail
+    self->request(st.kv, caf::infinite, kv::kv_request_atom::value, std::move(*packed), call.caller)
+        .then([=](const bytes& answer) { on_kv_bytes(self, id, answer); },
+              [=](caf::error&) {
+                // The replica is gone (node shutting down): the call's deadline answers 408.
+              });
+  }
+  for (auto& p : out.publishes) {
+    if (!st.bus) {
+      ++st.publishes_dropped;
+      continue;
+    }
+    self->send(st.bus, events::events_pub_atom::value, p.subject, std::string(), std::move(p.payload));
+  }
+  for (auto& r : out.responses) {
+    auto it = st.waiting.find(r.id);
+    if (it == st.waiting.end()) continue;
+    requester who = std::move(it->second);
+    st.waiting.erase(it);
+    record(self, "answered", who.peer, std::to_string(r.response.status) + " " + r.response.reason, r.response.status);
+    if (who.in_process) {
+      auto packed = pack_value(r.response);
+      if (packed) who.promise.deliver(std::move(*packed));
+      continue;
+    }
+    auto encoded = encode_message(st.ctx.self, who.correlation, r.response);
+    if (encoded) self->send(st.transport, send_atom::value, who.peer, services::cmtp, std::move(*encoded));
+  }
+  out.clear();
+  arm_timer(self);
+}
+
+void on_kv_bytes(router_actor* self, request_id id, const bytes& packed) {
+  auto& st = self->state;
+  auto answer = unpack_value<kv::response>(packed.data(), packed.size());
+  kv::response r;
+  if (answer) r = std::move(*answer);
+  else {
+    r.status = 500;
+    r.reason = "unreadable kv answer: " + answer.err().describe();
+  }
+  effects out;
+  st.routing->on_kv_answer(id, r, mesh_us(self), out);
+  carry_out(self, out);
+}
+
+void start(router_actor* self, requester who, cmtp::request req) {
+  auto& st = self->state;
+  const request_id id = st.next_id++;
+  st.waiting.emplace(id, std::move(who));
+  effects out;
+  st.routing->on_request(id, std::move(req), mesh_us(self), out);
+  carry_out(self, out);
+}
+
+void on_envelope(router_actor* self, const node_id& from, const bytes& data) {
+  auto& st = self->state;
+  auto env = decode_envelope_from(from, data);
+  std::string problem;
+  if (!env) {
+    problem = env.err().describe();
+  } else if (env->type != cmtp::request::type_id) {
+    problem = "unknown CMTP message type " + std::to_string(env->type);
+  } else if (auto req = decode_payload<cmtp::request>(*env); !req) {
+    problem = req.err().describe();
+    cmtp::response bad;
+    bad.status = 400;
+    bad.reason = "malformed CMTP request: " + problem;
+    auto encoded = encode_message(st.ctx.self, env->correlation, bad);
+    if (encoded) self->send(st.transport, send_atom::value, from, services::cmtp, std::move(*encoded));
+  } else {
+    requester who;
+    who.peer = from;
+    who.correlation = env->correlation;
+    return start(self, std::move(who), std::move(*req));
+  }
+  ++st.malformed;
+  record(self, "malformed", from, problem, 0);
+}
+
+caf::behavior run(router_actor* self, caf::actor transport, caf::actor kv, caf::actor bus, caf::actor iam,
+                  actor_context context) {
+  auto& st = self->state;
+  st.ctx = std::move(context);
+  st.transport = std::move(transport);
+  st.kv = std::move(kv);
+  st.bus = std::move(bus);
+  st.routing = std::make_unique<machine>(st.ctx.routing, st.ctx.self, st.ctx.audience);
+  self->set_default_handler(ignore_unexpected);
+  self->send(st.transport, register_atom::value, services::cmtp, caf::actor{self});
+  (void)iam;  // revocations: wired when the IAM actor publishes them (docs/router.md §8)
+  self->delayed_send(self, std::chrono::seconds(1), sweep_atom::value);
+  return {
+    [=](deliver_atom, const node_id& from, uint16_t service, const bytes& data) {
+      if (service == services::cmtp) on_envelope(self, from, data);
+    },
+    [=](router_call_atom, const bytes& packed) -> caf::result<bytes> {
+      auto req = unpack_value<cmtp::request>(packed.data(), packed.size());
+      if (!req) {
+        cmtp::response bad;
+        bad.status = 400;
+        bad.reason = "malformed CMTP request: " + req.err().describe();
+        return *pack_value(bad);
+      }
+      requester who;
+      who.in_process = true;
+      who.promise = self->make_response_promise<bytes>();
+      auto promise = who.promise;
+      start(self, std::move(who), std::move(*req));
+      return promise;
+    },
+    [=](peer_up_atom, const node_id&, const std::string&) {},
+    [=](peer_down_atom, const node_id&) {},
+    [=](dial_failed_atom, const std::string&, const std::string&) {},
+    [=](tick_atom) {
+      auto& s = self->state;
+      s.armed_us = std::numeric_limits<int64_t>::max();
+      effects out;
+      s.routing->tick(mesh_us(self), out);
+      carry_out(self, out);
+    },
+    [=](sweep_atom) {
+      effects out;
+      self->state.routing->tick(mesh_us(self), out);
+      carry_out(self, out);
+      self->delayed_send(self, std::chrono::seconds(1), sweep_atom::value);
+    },
+    [=](shutdown_atom) { return caf::atom("ok"); },
+    [=](status_atom) {
+      auto& s = self->state;
+      const auto& stats = s.routing->statistics();
+      std::string line = "router requests=" + std::to_string(stats.requests) +
+                         " answered=" + std::to_string(stats.answered) +
+                         " pending=" + std::to_string(s.routing->pending()) +
+                         " timeouts=" + std::to_string(stats.timeouts) +
+                         " rate_limited=" + std::to_string(stats.rate_limited) +
+                         " malformed=" + std::to_string(s.malformed);
+      return line;
+    },
+  };
+}
+
+}  // namespace
+
+caf::actor spawn_router_actor(caf::actor_system& system, const caf::actor& transport, const caf::actor& kv,
+                              const caf::actor& bus, const caf::actor& iam, actor_context context) {
+  return system.spawn(run, transport, kv, bus, iam, std::move(context));
+}
+
+}  // namespace cmesh::router

@@ -1,0 +1,54 @@
+// Actor shell of the router and dispatcher (router::machine, docs/router.md §8). One per node,
+// registered with the transport for service `services::cmtp`.
+//
+//   over the transport: envelope cmtp::request (type 1) from any authenticated peer (a client);
+//     answered with a cmtp::response (type 2) carrying the request envelope's correlation.
+//   in-process:         (router_call_atom, bytes packed cmtp::request) -> bytes packed response
+//     (the simulator's clients and the in-process benchmark).
+//
+// Dispatch: kv calls go to the node's kv replica in process ((kv_request_atom, bytes, caller), so
+// the registrar's owner is the token's subject, never the transport peer); publishes, the audit
+// trail included, go to the node's events bus ((events_pub_atom, ...)). Without a kv replica on
+// this node a state or name request is answered 503. Revocations come from the node's IAM actor
+// (when given): the router subscribes and keeps its own revoked set, so tokens are checked
+// locally and never by asking.
+//
+// Time: actor clock + epoch_offset_us (mesh time; token times are Unix seconds). Timer: one,
+// armed at the earliest call deadline, plus a revocation sweep every second.
+// In-process API also: (status_atom) -> std::string.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include <caf/atom.hpp>
+
+#include "actors/router/router_machine.hpp"
+
+namespace caf {
+class actor;
+class actor_system;
+}  // namespace caf
+
+namespace cmesh {
+class event_sink;
+}
+
+namespace cmesh::router {
+
+using router_call_atom = caf::atom_constant<caf::atom("rt_call")>;
+
+struct actor_context {
+  node_id self;
+  std::string audience;            // tokens must name this audience (default: the node's DID)
+  config routing;                  // validated by the caller
+  int64_t epoch_offset_us = 0;     // actor clock + this = mesh time (real mode: Unix time)
+  event_sink* events = nullptr;
+};
+
+// Any of kv, bus and iam may be invalid handles (no such service on this node).
+caf::actor spawn_router_actor(caf::actor_system& system, const caf::actor& transport,
+                              const caf::actor& kv, const caf::actor& bus, const caf::actor& iam,
+                              actor_context context);
+
+}  // namespace cmesh::router
