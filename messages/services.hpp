@@ -16,6 +16,7 @@ inline constexpr uint16_t reputation = 7;  // endorsements and reports (actors/r
 inline constexpr uint16_t aggregator = 8;  // tag -> agent directories (actors/aggregator)
 inline constexpr uint16_t events = 9;      // events bus: interest and routed messages (actors/events)
 inline constexpr uint16_t cmtp = 11;      // router: CMTP requests and responses (actors/router)
+inline constexpr uint16_t iam = 10;        // identity: passwordless handshake, session tokens (actors/iam)
 inline constexpr uint16_t bench = 90;  // benchmark workloads: echo and flood (actors/bench)
 
 // Raft groups: group g (0 <= g < raft_groups_max) speaks on service raft_group_base + g, so

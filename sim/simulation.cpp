@@ -405,6 +405,11 @@ void simulation::impl::boot(uint32_t index) {
     setup.reputation = std::move(rs);
   }
   if (options.agents.router) setup.router = router_setup{};
+  if (options.agents.iam) {
+    iam_setup is;
+    is.signer = self;
+    setup.iam = std::move(is);
+  }
   if (options.agents.events) {
     events_setup es;
     es.observer = options.agents.events_observer;

@@ -130,6 +130,9 @@ struct agent_options {
   bool router = false;
   std::vector<cmtp_command> cmtp_commands;  // needs router
   std::vector<cmtp_outcome>* cmtp_outcomes = nullptr;
+  // IAM (actors/iam) on every node: the handshake and session tokens, nonces and token ids from
+  // the node's seeded stream, mesh time = virtual time (epoch 0).
+  bool iam = false;
 };
 
 struct simulation_options {

@@ -182,6 +182,8 @@ public:
   const stats& statistics() const { return stats_; }
   size_t outstanding_challenges() const { return pending_.size(); }
   size_t revocation_count() const { return revoked_.size(); }
+  // Live revocations: token id -> its token's exp (the IAM actor replays them to a new watcher).
+  const std::map<std::string, int64_t, std::less<>>& revocations() const { return revoked_; }
   const verified_token_cache& token_cache() const { return verified_; }
 
 private:

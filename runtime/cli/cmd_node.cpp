@@ -21,6 +21,7 @@
 #include "runtime/core/mesh_clock.hpp"
 #include "runtime/core/address.hpp"
 #include "runtime/crypto/identity.hpp"
+#include "runtime/crypto/jose.hpp"
 #include "runtime/net/transport.hpp"
 #include "runtime/node/node_services.hpp"
 #include "runtime/store/store.hpp"
@@ -50,6 +51,7 @@ command_spec node_spec() {
       {"aggregator", "", "serve an aggregator directory (tag -> agents; lookups with 'cmesh lookup')", ""},
       {"aggregator-at", "[DID@]HOST:PORT", "register this node's --profile at that aggregator and keep it listed with imAlives (can be this node)", ""},
       {"aggregator-ttl", "T", "how long the aggregator keeps this node listed without an imAlive (10s to 1h)", "120s"},
+      {"iam-session-ttl", "T", "lifetime of the session tokens this node's IAM issues ('cmesh id session'; 1m to 24h, whole seconds)", "1h"},
       {"raft-member", "DID@HOST:PORT", "member of the replicated key/value group (Raft group 0); give every member, this node included, the same list on every member", "", true},
       {"election-timeout", "MIN-MAX", "Raft election timeout range (with --raft-member)", "150ms-300ms"},
       {"heartbeat", "T", "Raft heartbeat interval (with --raft-member)", "50ms"},
@@ -83,7 +85,13 @@ struct node_options {
   uint32_t aggregator_ttl_s = aggregator::client_config{}.ttl_s;
   raft::config raft_config;
   std::vector<identity> twins;  // extra RMB twins (--twin)
+  int64_t iam_session_ttl_s = iam::config{}.session_ttl_s;
 };
+
+// Bounds of --iam-session-ttl: under a minute a client spends its time on handshakes; over a day
+// a stolen token lives too long.
+constexpr int64_t iam_session_ttl_s_min = 60;
+constexpr int64_t iam_session_ttl_s_max = 24 * 3600;
 
 result<node_options> read_options(const parsed_options& p) {
   node_options o;
@@ -141,6 +149,13 @@ result<node_options> read_options(const parsed_options& p) {
                                                std::to_string(limits.ttl_s_min) + "s to " +
                                                std::to_string(limits.ttl_s_max) + "s"};
     o.aggregator_ttl_s = static_cast<uint32_t>(*ttl / 1'000'000);
+  }
+  if (p.has("iam-session-ttl")) {
+    auto ttl = sim::parse_duration_us(p.get("iam-session-ttl"));
+    if (!ttl || *ttl % 1'000'000 != 0 || *ttl / 1'000'000 < iam_session_ttl_s_min ||
+        *ttl / 1'000'000 > iam_session_ttl_s_max)
+      return error{errc::invalid_argument, "--iam-session-ttl: expected whole seconds from 60s to 24h"};
+    o.iam_session_ttl_s = *ttl / 1'000'000;
   }
   for (const auto& text : p.all("raft-member")) {
     auto member = parse_seed_spec(text);
@@ -389,6 +404,12 @@ int run_node(int argc, char** argv) {
     standing.signer = *self_identity;
     standing.epoch_offset_us = mesh_epoch_offset_us();
     setup.reputation = std::move(standing);
+    iam_setup identity_service;           // IAM: always on (handshake, session tokens)
+    identity_service.signer = *self_identity;
+    identity_service.iam.session_ttl_s = options->iam_session_ttl_s;
+    identity_service.random = jose::secure_random_source();
+    identity_service.epoch_offset_us = mesh_epoch_offset_us();
+    setup.iam = std::move(identity_service);
     setup.events = &log;
     auto services = spawn_node_services(system, manager, setup);
     log.line("node " + self_identity->did() + " listening on " + advertised + " data " +

@@ -6,6 +6,7 @@
 #include "actors/bench/bench_actor.hpp"
 #include "actors/events/events_actor.hpp"
 #include "actors/gossip/gossip_actor.hpp"
+#include "actors/iam/iam_actor.hpp"
 #include "actors/kv/kv_actor.hpp"
 #include "actors/peer/peer_actor.hpp"
 #include "actors/reputation/reputation_actor.hpp"
@@ -143,6 +144,21 @@ std::vector<caf::actor> spawn_node_services(caf::actor_system& system, const caf
     services.push_back(
         reputation::spawn_reputation_actor(system, transport, membership, std::move(context)));
   }
+  caf::actor iam_actor;  // the IAM actor, when there is one
+  if (setup.iam) {
+    const auto& i = *setup.iam;
+    iam::actor_context context;
+    context.self = setup.self;
+    context.signer = i.signer;
+    context.iam = i.iam;
+    context.scopes = i.scopes;
+    context.random = i.random ? i.random
+                              : jose::seeded_random_source(mix_seed(setup.rng_seed, /*stream: iam*/ 9));
+    context.epoch_offset_us = i.epoch_offset_us;
+    context.events = setup.events;
+    services.push_back(iam::spawn_iam_actor(system, transport, std::move(context)));
+    iam_actor = services.back();
+  }
   if (setup.router) {
     router::actor_context context;
     context.self = setup.self;
@@ -150,7 +166,7 @@ std::vector<caf::actor> spawn_node_services(caf::actor_system& system, const caf
     context.routing = setup.router->routing;
     context.epoch_offset_us = setup.router->epoch_offset_us;
     context.events = setup.events;
-    services.push_back(router::spawn_router_actor(system, transport, replica, bus, caf::actor{}, std::move(context)));
+    services.push_back(router::spawn_router_actor(system, transport, replica, bus, iam_actor, std::move(context)));
   }
   return services;
 }

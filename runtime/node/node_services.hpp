@@ -14,6 +14,7 @@
 #include "actors/aggregator/aggregator_machine.hpp"
 #include "actors/events/events_machine.hpp"
 #include "actors/gossip/gossip_machine.hpp"
+#include "actors/iam/iam_machine.hpp"
 #include "actors/peer/peer_machine.hpp"
 #include "actors/reputation/reputation_machine.hpp"
 #include "actors/router/router_machine.hpp"
@@ -117,6 +118,18 @@ struct router_setup {
   int64_t epoch_offset_us = 0;     // actor clock + this = mesh time
 };
 
+// IAM (actors/iam): the passwordless handshake and session tokens signed with `signer` (the node's
+// identity). Real nodes always run it.
+struct iam_setup {
+  identity signer;
+  iam::config iam;                      // validated by the caller (iam::validate)
+  std::vector<iam::scope_rule> scopes;  // the scope policy; empty = iam::default_scope_rules()
+  // Nonces and token ids. Real mode: jose::secure_random_source(). Empty: a seeded source from
+  // the node's rng stream 9 (simulation, tests).
+  jose::random_source random;
+  int64_t epoch_offset_us = 0;          // actor clock + this = mesh time
+};
+
 // A Raft group this node is a member of, serving the replicated key/value store (actors/kv).
 struct raft_setup {
   uint32_t group = 0;
@@ -152,6 +165,7 @@ struct node_setup {
   std::optional<events_setup> events_bus;
   std::optional<reputation_setup> reputation;
   std::optional<router_setup> router;
+  std::optional<iam_setup> iam;
   // The RMB agent's own store (real mode: a separate LMDB environment, as for Raft). Null: share
   // `storage`.
   store* rmb_storage = nullptr;

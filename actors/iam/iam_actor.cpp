@@ -1,0 +1,335 @@
+#include "actors/iam/iam_actor.hpp"
+
+#include <algorithm>
+#include <cassert>
+#include <chrono>
+#include <map>
+#include <memory>
+#include <vector>
+
+#include <caf/all.hpp>
+
+#include "actors/ignore_unexpected.hpp"
+#include "messages/codec.hpp"
+#include "messages/iam_messages.hpp"
+#include "messages/seam.hpp"
+#include "runtime/core/event_sink.hpp"
+
+namespace cmesh::iam {
+
+std::vector<scope_rule> default_scope_rules() {
+  auto scopes = parse_scope(default_scopes);
+  assert(scopes.ok());
+  return {scope_rule{"*", "*", std::move(*scopes)}};
+}
+
+namespace {
+
+constexpr std::string_view service_name = "iam";
+
+struct iam_state {
+  static inline const char* name = "cmesh.iam";
+  actor_context ctx;
+  caf::actor transport;
+  std::unique_ptr<machine> protocol;
+  std::vector<caf::actor> watchers;
+  std::map<node_id, uint32_t> window;  // challenge requests per peer in the current tick
+  uint64_t malformed = 0;
+  uint64_t rate_limited = 0;
+  uint64_t requests = 0;
+};
+
+using iam_actor = caf::stateful_actor<iam_state>;
+
+int64_t clock_us(iam_actor* self) {
+  using namespace std::chrono;
+  return duration_cast<microseconds>(self->clock().now().time_since_epoch()).count();
+}
+
+// Mesh time in whole Unix seconds (floor, also for times before the epoch).
+int64_t now_s(iam_actor* self) {
+  const int64_t us = clock_us(self) + self->state.ctx.epoch_offset_us;
+  return us >= 0 ? us / 1'000'000 : -((-us + 999'999) / 1'000'000);
+}
+
+void record(iam_actor* self, std::string_view kind, const node_id& peer, const std::string& detail,
+            int64_t value = 0) {
+  auto& st = self->state;
+  if (st.ctx.events) st.ctx.events->record({st.ctx.self, service_name, kind, peer, detail, value});
+}
+
+template <class T>
+void reply(iam_actor* self, const node_id& to, uint64_t correlation, const T& message) {
+  auto& st = self->state;
+  auto encoded = encode_message(st.ctx.self, correlation, message);
+  if (encoded) self->send(st.transport, send_atom::value, to, services::iam, std::move(*encoded));
+}
+
+// The wire status of a handshake refusal (messages/iam_messages.hpp).
+uint16_t wire_status(error_kind kind) {
+  switch (kind) {
+    case error_kind::malformed:
+    case error_kind::missing_token: return status_bad_request;
+    case error_kind::replayed: return status_replayed;
+    default: return static_cast<uint16_t>(cmtp_status(kind));
+  }
+}
+
+void refused(iam_actor* self, const node_id& from, const iam_error& err) {
+  record(self, "refused", from, err.describe());
+}
+
+void on_challenge(iam_actor* self, const node_id& from, uint64_t correlation,
+                  const challenge_request& request) {
+  auto& st = self->state;
+  challenge_reply answer;
+  uint32_t& used = st.window[from];
+  if (used >= challenges_per_peer_per_s) {
+    ++st.rate_limited;
+    if (st.rate_limited == 1 || st.rate_limited % 100 == 0)
+      record(self, "rate_limited", from, "challenge requests over " +
+                                             std::to_string(challenges_per_peer_per_s) + "/s",
+             static_cast<int64_t>(st.rate_limited));
+    answer.status = status_rate_limited;
+    answer.reason = "rate_limited: more than " + std::to_string(challenges_per_peer_per_s) +
+                    " challenge requests in a second; retry later";
+    reply(self, from, correlation, answer);
+    return;
+  }
+  ++used;
+  if (request.audience.size() > st.protocol->configuration().audience_chars_max) {
+    answer.status = status_too_large;
+    answer.reason = "too_large: audience of " + std::to_string(request.audience.size()) +
+                    " characters, at most " +
+                    std::to_string(st.protocol->configuration().audience_chars_max);
+    record(self, "refused", from, answer.reason);
+    reply(self, from, correlation, answer);
+    return;
+  }
+  auto issued = st.protocol->issue_challenge(request.audience, now_s(self));
+  if (!issued) {
+    answer.status =
+        issued.err().code == errc::unavailable ? status_unavailable : status_bad_request;
+    answer.reason = issued.err().describe();
+    record(self, "refused", from, answer.reason);
+    reply(self, from, correlation, answer);
+    return;
+  }
+  answer.nonce = issued->nonce;
+  answer.audience = issued->audience;
+  answer.node_did = issued->node_did;
+  answer.expires_at_s = issued->expires_at_s;
+  record(self, "challenge_issued", from, "audience=" + issued->audience);
+  reply(self, from, correlation, answer);
+}
+
+void on_answer(iam_actor* self, const node_id& from, uint64_t correlation,
+               const answer_message& message) {
+  auto& st = self->state;
+  session_reply answer;
+  if (message.scope.size() > st.protocol->configuration().scope_chars_max) {
+    answer.status = status_too_large;
+    answer.reason = "too_large: requested scope of " + std::to_string(message.scope.size()) +
+                    " characters, at most " +
+                    std::to_string(st.protocol->configuration().scope_chars_max);
+    record(self, "refused", from, answer.reason);
+    reply(self, from, correlation, answer);
+    return;
+  }
+  challenge_answer given{message.nonce, message.holder_did, message.scope, message.signature};
+  auto grant = st.protocol->redeem(given, now_s(self));
+  if (!grant) {
+    answer.status = wire_status(grant.kind());
+    answer.reason = grant.err().describe();
+    refused(self, from, grant.err());
+    reply(self, from, correlation, answer);
+    return;
+  }
+  answer.token = grant->token;
+  answer.scope = join_scope(grant->claims.scopes);
+  answer.expires_at_s = grant->claims.expires_at_s;
+  answer.token_id = grant->claims.token_id;
+  record(self, "session_issued", from,
+         "holder=" + grant->claims.subject + " audience=" + grant->claims.audience + " scope=\"" +
+             answer.scope + "\" jti=" + answer.token_id,
+         grant->claims.expires_at_s);
+  reply(self, from, correlation, answer);
+}
+
+void tell_watchers(iam_actor* self, const std::string& token_id, int64_t expires_at_s) {
+  for (const auto& w : self->state.watchers)
+    self->send(w, iam_revoked_atom::value, token_id, expires_at_s);
+}
+
+void on_revoke(iam_actor* self, const node_id& from, uint64_t correlation,
+               const revoke_request& request) {
+  auto& st = self->state;
+  revoke_reply answer;
+  auto refuse = [&](uint16_t status, std::string reason) {
+    answer.status = status;
+    answer.reason = std::move(reason);
+    record(self, "refused", from, "revoke: " + answer.reason);
+    reply(self, from, correlation, answer);
+  };
+  if (request.token.size() > session_token_chars_max)
+    return refuse(status_too_large, "too_large: token of " + std::to_string(request.token.size()) +
+                                        " characters, at most " +
+                                        std::to_string(session_token_chars_max));
+  // Only a token this node issued, authentic (anyone holding one may revoke it, e.g. at logout).
+  auto authentic = authenticate_session_token(request.token, st.protocol->key());
+  if (!authentic) return refuse(wire_status(authentic.kind()), authentic.err().describe());
+  const int64_t now = now_s(self);
+  const bool live = now < authentic->expires_at_s + st.protocol->configuration().clock_skew_s;
+  if (!live) {
+    answer.reason = "token already expired at " + std::to_string(authentic->expires_at_s) +
+                    ": nothing to revoke";
+    reply(self, from, correlation, answer);
+    return;
+  }
+  const bool already = st.protocol->is_revoked(authentic->token_id);
+  if (auto problem = st.protocol->revoke(authentic->token_id, authentic->expires_at_s, now))
+    return refuse(problem.code == errc::too_large ? status_unavailable : status_bad_request,
+                  problem.describe());
+  if (already) {
+    answer.reason = "already revoked";
+  } else {
+    record(self, "revoked", from, "jti=" + authentic->token_id + " holder=" + authentic->subject,
+           authentic->expires_at_s);
+    tell_watchers(self, authentic->token_id, authentic->expires_at_s);
+  }
+  reply(self, from, correlation, answer);
+}
+
+// Decodes env's payload as a T and hands it to f; a decoding failure is returned as text.
+template <class T, class F>
+std::string decode_then(const envelope& env, F f) {
+  auto message = decode_payload<T>(env);
+  if (!message) return message.err().describe();
+  f(std::move(*message));
+  return {};
+}
+
+// A request whose payload does not decode still gets its one reply: 400 in the reply type.
+template <class Reply>
+void bad_request(iam_actor* self, const node_id& from, uint64_t correlation,
+                 const std::string& problem) {
+  Reply answer;
+  answer.status = status_bad_request;
+  answer.reason = "malformed: " + problem;
+  reply(self, from, correlation, answer);
+}
+
+void on_envelope(iam_actor* self, const node_id& from, const bytes& data) {
+  auto& st = self->state;
+  auto env = decode_envelope_from(from, data);
+  if (!env) {
+    ++st.malformed;
+    record(self, "malformed", from, env.err().describe());
+    return;
+  }
+  const uint64_t correlation = env->correlation;
+  std::string problem;
+  switch (env->type) {
+    case challenge_request::type_id:
+      ++st.requests;
+      problem = decode_then<challenge_request>(
+          *env, [&](challenge_request m) { on_challenge(self, from, correlation, m); });
+      if (!problem.empty()) bad_request<challenge_reply>(self, from, correlation, problem);
+      break;
+    case answer_message::type_id:
+      ++st.requests;
+      problem = decode_then<answer_message>(
+          *env, [&](answer_message m) { on_answer(self, from, correlation, m); });
+      if (!problem.empty()) bad_request<session_reply>(self, from, correlation, problem);
+      break;
+    case revoke_request::type_id:
+      ++st.requests;
+      problem = decode_then<revoke_request>(
+          *env, [&](revoke_request m) { on_revoke(self, from, correlation, m); });
+      if (!problem.empty()) bad_request<revoke_reply>(self, from, correlation, problem);
+      break;
+    default: problem = "unexpected iam message type " + std::to_string(env->type);
+  }
+  if (problem.empty()) return;
+  ++st.malformed;
+  record(self, "malformed", from, problem);
+}
+
+caf::behavior run(iam_actor* self, caf::actor transport, actor_context context) {
+  auto& st = self->state;
+  st.ctx = std::move(context);
+  st.transport = std::move(transport);
+  assert(st.ctx.signer && st.ctx.signer->public_key == st.ctx.self);
+  assert(st.ctx.random);
+  assert(validate(st.ctx.iam).ok());
+  auto rules = st.ctx.scopes.empty() ? default_scope_rules() : st.ctx.scopes;
+  st.protocol = std::make_unique<machine>(st.ctx.iam, jose::signer_for(*st.ctx.signer),
+                                          scope_table(std::move(rules)), st.ctx.random);
+  self->set_default_handler(ignore_unexpected);
+  self->set_down_handler([=](caf::down_msg& msg) {
+    auto& w = self->state.watchers;
+    w.erase(std::remove_if(w.begin(), w.end(),
+                           [&](const caf::actor& a) { return a.address() == msg.source; }),
+            w.end());
+  });
+  self->send(st.transport, register_atom::value, services::iam, caf::actor{self});
+  self->delayed_send(self, std::chrono::seconds(1), tick_atom::value);
+  return {
+    [=](deliver_atom, const node_id& from, uint16_t service, const bytes& data) {
+      if (service == services::iam) on_envelope(self, from, data);
+    },
+    [=](peer_up_atom, const node_id&, const std::string&) {},
+    [=](peer_down_atom, const node_id&) {},
+    [=](dial_failed_atom, const std::string&, const std::string&) {},
+    [=](tick_atom) {
+      auto& s = self->state;
+      s.protocol->tick(now_s(self));
+      s.window.clear();
+      self->delayed_send(self, std::chrono::seconds(1), tick_atom::value);
+    },
+    [=](iam_watch_atom, const caf::actor& watcher) {
+      auto& s = self->state;
+      if (!watcher) return;
+      for (const auto& w : s.watchers)
+        if (w == watcher) return;
+      s.watchers.push_back(watcher);
+      self->monitor(watcher);
+      for (const auto& [token_id, expires_at_s] : s.protocol->revocations())
+        self->send(watcher, iam_revoked_atom::value, token_id, expires_at_s);
+    },
+    [=](iam_verify_atom, const std::string& token, const std::string& audience,
+        const std::string& scope) -> caf::result<uint16_t, std::string, std::string, std::string> {
+      auto& s = self->state;
+      auto checked = s.protocol->verify(token, audience, scope, now_s(self));
+      if (!checked)
+        return {static_cast<uint16_t>(cmtp_status(checked.kind())), checked.err().describe(),
+                std::string(), std::string()};
+      return {status_ok, std::string(), checked->subject, join_scope(checked->scopes)};
+    },
+    [=](shutdown_atom) { return caf::atom("ok"); },
+    [=](status_atom) {
+      auto& s = self->state;
+      const auto& stats = s.protocol->statistics();
+      uint64_t refusals = 0;
+      for (auto n : stats.refusals) refusals += n;
+      return "iam challenges=" + std::to_string(stats.challenges_issued) +
+             " sessions=" + std::to_string(stats.sessions_issued) +
+             " verified=" + std::to_string(stats.tokens_verified) +
+             " refused=" + std::to_string(refusals) +
+             " revoked=" + std::to_string(s.protocol->revocation_count()) +
+             " outstanding=" + std::to_string(s.protocol->outstanding_challenges()) +
+             " watchers=" + std::to_string(s.watchers.size()) +
+             " rate_limited=" + std::to_string(s.rate_limited) +
+             " malformed=" + std::to_string(s.malformed);
+    },
+  };
+}
+
+}  // namespace
+
+caf::actor spawn_iam_actor(caf::actor_system& system, const caf::actor& transport,
+                           actor_context context) {
+  return system.spawn(run, transport, std::move(context));
+}
+
+}  // namespace cmesh::iam
