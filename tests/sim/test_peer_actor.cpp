@@ -458,10 +458,13 @@ TEST_CASE_FIXTURE(fixture, "node services: seam notifications and unknown messag
   standing.signer = cmesh::identity::derive_for_simulation(5, 0);
   setup.self = standing.signer.public_key;
   setup.reputation = standing;
+  cmesh::iam_setup identity_service;
+  identity_service.signer = standing.signer;
+  setup.iam = identity_service;
   auto services = cmesh::spawn_node_services(sys, transport, setup);
   for (const auto& a : services) actors.push_back(a);
   sched.run();
-  REQUIRE(services.size() == 7);  // peer, echo, swim, gossip, aggregator, events, reputation
+  REQUIRE(services.size() == 8);  // peer, echo, swim, gossip, aggregator, events, reputation, iam
   auto answers = std::make_shared<std::vector<std::string>>();
   auto prober = sys.spawn([=, this](caf::event_based_actor* probe) -> caf::behavior {
     probe->set_error_handler([=](caf::error& e) { answers->push_back(probe->system().render(e)); });
