@@ -1,4 +1,4 @@
-// Actor shell of IAM (iam::machine, docs/iam.md §9): one per node. Serves the passwordless
+// Actor shell of IAM (iam::machine, docs/iam.md §10): one per node. Serves the passwordless
 // handshake and revocation to clients over service 10 (messages/iam_messages.hpp), signs session
 // tokens with the node's identity, and answers other actors of the node in-process. Runs
 // unchanged in real mode and in the simulator.

@@ -1,4 +1,4 @@
-// cmesh id: identities (ed25519 keys named as did:key) and IAM sessions (docs/iam.md §10).
+// cmesh id: identities (ed25519 keys named as did:key) and IAM sessions (docs/iam.md §11).
 //   new FILE | show FILE [--jwk]                       create or show an identity
 //   session --identity FILE --node ADDR ...            the passwordless handshake with a node
 //   token verify TOKEN --issuer DID ...                offline check of a session token
