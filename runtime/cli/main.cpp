@@ -16,7 +16,7 @@ const char* overview =
     "Commands:\n"
     "  up        start a local mesh of node processes on loopback (the quick start)\n"
     "  node      run one node: listen, join seeds, keep peers, serve\n"
-    "  id        create or show an identity (did:key, ed25519)\n"
+    "  id        identities (did:key, ed25519) and IAM sessions: new, show, session, token, revoke\n"
     "  sim       run a deterministic multi-node simulation with faults\n"
     "  bench     run a benchmark (transport, sim)\n"
     "  kv        get, put, del, cas in the replicated key/value store of a running group\n"
