@@ -100,7 +100,7 @@ command_spec session_spec() {
       "Exit codes: 0 token issued, 1 refused (the node's reason on stderr), 2 bad usage,\n"
       "3 no answer in time or the node cannot be reached.\n"
       "Example:\n"
-      "  cmesh id session --identity me.key --node 127.0.0.1:7001 --scope \"state:read events:read\" \\\n"
+      "  cmesh id session --identity me.key --node 127.0.0.1:7001 --scope \"state.read events.read\" \\\n"
       "      --save me.token\n";
   return spec;
 }

@@ -44,16 +44,16 @@ holder=$("$cmesh" id new "$work/holder.key") || fail "cmesh id new"
 jwk=$("$cmesh" id show "$work/issuer.key" --jwk) || fail "cmesh id show --jwk"
 echo "issuer $issuer jwk $jwk"
 token=$("$cmesh" id token issue --identity "$work/issuer.key" --subject "$holder" --audience interop-svc \
-          --scope "state:read events:write" --ttl 10m) || fail "cmesh id token issue"
-js verify "$token" "$jwk" "$issuer" "$holder" interop-svc "state:read events:write" \
+          --scope "state.read events.publish" --ttl 10m) || fail "cmesh id token issue"
+js verify "$token" "$jwk" "$issuer" "$holder" interop-svc "state.read events.publish" \
   || fail "(a) jose refused a token cmesh issued"
-"$cmesh" id token verify "$token" --issuer "$issuer" --audience interop-svc --scope state:read >/dev/null \
+"$cmesh" id token verify "$token" --issuer "$issuer" --audience interop-svc --scope state.read >/dev/null \
   || fail "(a) cmesh refused its own token"
 
 # ---- (b) jose signs, cmesh verifies ---------------------------------------------------------------
 checked=0
 for alg in EdDSA Ed25519; do
-  out=$(js sign "$alg" "$holder" interop-svc "state:read names:register")
+  out=$(js sign "$alg" "$holder" interop-svc "state.read names.register")
   rc=$?
   if [ $rc -eq 3 ] && [ "$alg" = Ed25519 ]; then
     echo "note: this jose cannot sign with alg Ed25519; only EdDSA was checked"
@@ -65,7 +65,7 @@ for alg in EdDSA Ed25519; do
   jose_jwk=$(sed -n 3p <<<"$out")
   header=$(cut -d. -f1 <<<"$jose_token" | tr '_-' '/+' | base64 -d 2>/dev/null)
   echo "jose $alg token header $header issuer $jose_did"
-  "$cmesh" id token verify "$jose_token" --issuer "$jose_did" --audience interop-svc --scope "state:read names:register" \
+  "$cmesh" id token verify "$jose_token" --issuer "$jose_did" --audience interop-svc --scope "state.read names.register" \
     || fail "(b) cmesh refused a $alg token jose signed (issuer as did:key)"
   "$cmesh" id token verify "$jose_token" --issuer-jwk "$jose_jwk" --audience interop-svc >/dev/null \
     || fail "(b) cmesh refused a $alg token jose signed (issuer as JWK)"
@@ -85,7 +85,7 @@ c=${signature:$middle:1}
 [ "$c" = A ] && r=B || r=A
 tampered="${token%.*}.${signature:0:$middle}$r${signature:$((middle + 1))}"
 [ "$tampered" != "$token" ] || fail "tampering did not change the token"
-if js verify "$tampered" "$jwk" "$issuer" "$holder" interop-svc "state:read events:write" 2>/dev/null; then
+if js verify "$tampered" "$jwk" "$issuer" "$holder" interop-svc "state.read events.publish" 2>/dev/null; then
   fail "(c) jose accepted a tampered token"
 fi
 if out=$("$cmesh" id token verify "$tampered" --issuer "$issuer" 2>&1); then
@@ -96,7 +96,7 @@ grep -q "refused: bad_signature" <<<"$out" || fail "(c) cmesh refused the tamper
 payload=$(cut -d. -f2 <<<"$token")
 widened=$(node -e "const p=JSON.parse(Buffer.from(process.argv[1],'base64url'));p.scope+=' admin';console.log(Buffer.from(JSON.stringify(p)).toString('base64url'))" "$payload")
 forged="${token%%.*}.$widened.${token##*.}"
-if js verify "$forged" "$jwk" "$issuer" "$holder" interop-svc "state:read events:write admin" 2>/dev/null; then
+if js verify "$forged" "$jwk" "$issuer" "$holder" interop-svc "state.read events.publish admin" 2>/dev/null; then
   fail "(c) jose accepted a token with a widened scope"
 fi
 if "$cmesh" id token verify "$forged" --issuer "$issuer" >/dev/null 2>&1; then

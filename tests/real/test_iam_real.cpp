@@ -60,12 +60,12 @@ TEST_CASE("real iam: session over the wire - offline verify - scope refused - re
 
   // The handshake; the node grants what its default policy allows of the request.
   auto [code, out] = id(dir, {"session", "--identity", dir.file("client.key"), "--node", node_did + "@" + address,
-                              "--audience", "svc", "--scope", "state:read admin", "--save", dir.file("me.token")});
+                              "--audience", "svc", "--scope", "state.read admin", "--save", dir.file("me.token")});
   INFO("session output:\n" << out << "\nnode log:\n" << node.output());
   REQUIRE(code == 0);
   const std::string token = field(out, "token");
   CHECK(token.size() > 100);
-  CHECK(field(out, "scope") == "state:read");
+  CHECK(field(out, "scope") == "state.read");
   CHECK(field(out, "issuer") == node_did);
   CHECK(field(out, "subject") == client_did);
   CHECK(field(out, "audience") == "svc");
@@ -80,11 +80,11 @@ TEST_CASE("real iam: session over the wire - offline verify - scope refused - re
 
   // Offline verification.
   auto ok = id(dir, {"token", "verify", "@" + dir.file("me.token"), "--issuer", node_did, "--audience", "svc",
-                     "--scope", "state:read"});
+                     "--scope", "state.read"});
   CHECK(ok.first == 0);
   CHECK(first_line(ok.second) == "valid");
   CHECK(field(ok.second, "token_id") == jti);
-  auto scope = id(dir, {"token", "verify", token, "--issuer", node_did, "--audience", "svc", "--scope", "state:write"});
+  auto scope = id(dir, {"token", "verify", token, "--issuer", node_did, "--audience", "svc", "--scope", "state.write"});
   CHECK(scope.first == 1);
   CHECK(scope.second.find("refused: insufficient_scope") != std::string::npos);
   CHECK(scope.second.find("CMTP 403") != std::string::npos);
@@ -123,9 +123,9 @@ TEST_CASE("real iam: session over the wire - offline verify - scope refused - re
 
   // A token the node did not issue (signed by the client's own key) cannot be revoked there.
   auto own = id(dir, {"token", "issue", "--identity", dir.file("client.key"), "--subject", client_did, "--audience",
-                      "svc", "--scope", "state:read", "--ttl", "5m"});
+                      "svc", "--scope", "state.read", "--ttl", "5m"});
   REQUIRE(own.first == 0);
-  auto self_verified = id(dir, {"token", "verify", first_line(own.second), "--issuer", client_did, "--scope", "state:read"});
+  auto self_verified = id(dir, {"token", "verify", first_line(own.second), "--issuer", client_did, "--scope", "state.read"});
   CHECK(self_verified.first == 0);
   auto foreign = id(dir, {"revoke", first_line(own.second), "--node", address});
   CHECK(foreign.first == 1);
@@ -133,9 +133,9 @@ TEST_CASE("real iam: session over the wire - offline verify - scope refused - re
 
   // A new session after the revocation is a new token.
   auto again = id(dir, {"session", "--identity", dir.file("client.key"), "--node", address, "--audience", "svc",
-                        "--scope", "events:read events:write"});
+                        "--scope", "events.read events.publish"});
   CHECK(again.first == 0);
-  CHECK(field(again.second, "scope") == "events:read events:write");
+  CHECK(field(again.second, "scope") == "events.read events.publish");
   CHECK(field(again.second, "token_id") != jti);
   CHECK(node.wait_for_text("sessions=2", 5s));
 

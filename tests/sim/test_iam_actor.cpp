@@ -224,9 +224,9 @@ TEST_CASE("iam actor: the handshake issues a node-signed token for the holder wi
   CHECK(c.expires_at_s == epoch_s + 60);
 
   // "admin" is not in the default policy: the grant is narrower than the request.
-  auto s = f.ask<session_reply>(f.client.public_key, f.answer_for(c, "state:read admin", f.client));
+  auto s = f.ask<session_reply>(f.client.public_key, f.answer_for(c, "state.read admin", f.client));
   REQUIRE(s.status == status_ok);
-  CHECK(s.scope == "state:read");
+  CHECK(s.scope == "state.read");
   CHECK(s.expires_at_s == epoch_s + 3600);
   auto claims = authenticate_session_token(s.token, f.node.public_key);
   REQUIRE(claims.ok());
@@ -236,13 +236,13 @@ TEST_CASE("iam actor: the handshake issues a node-signed token for the holder wi
   CHECK(claims->token_id == s.token_id);
   CHECK(claims->issued_at_s == epoch_s);
 
-  auto [status, reason, subject, granted] = f.verify(s.token, "svc", "state:read");
+  auto [status, reason, subject, granted] = f.verify(s.token, "svc", "state.read");
   CHECK(status == 200);
   CHECK(reason.empty());
   CHECK(subject == f.client.did());
-  CHECK(granted == "state:read");
+  CHECK(granted == "state.read");
   // Good token, missing permission: 403; another audience: 401.
-  CHECK(std::get<0>(f.verify(s.token, "svc", "state:write")) == 403);
+  CHECK(std::get<0>(f.verify(s.token, "svc", "state.write")) == 403);
   auto foreign = f.verify(s.token, "other-svc", "");
   CHECK(std::get<0>(foreign) == 401);
   CHECK(starts_with(std::get<1>(foreign), "wrong_audience"));
@@ -260,7 +260,7 @@ TEST_CASE("iam actor: the handshake issues a node-signed token for the holder wi
 TEST_CASE("iam actor: a replayed answer is refused with 409 and issues no second token") {
   fixture f;
   auto c = f.get_challenge();
-  auto answer = f.answer_for(c, "events:read", f.client);
+  auto answer = f.answer_for(c, "events.read", f.client);
   auto first = f.ask<session_reply>(f.client.public_key, answer);
   REQUIRE(first.status == status_ok);
   auto again = f.ask<session_reply>(f.client.public_key, answer);
@@ -277,19 +277,19 @@ TEST_CASE("iam actor: a wrong signature is refused with 401 and consumes the cha
   fixture f;
   auto c = f.get_challenge();
   // Signed by `other` but claiming to be the client.
-  auto forged = f.answer_for(c, "state:read", f.other);
+  auto forged = f.answer_for(c, "state.read", f.other);
   forged.holder_did = f.client.did();
   auto refused = f.ask<session_reply>(f.client.public_key, forged);
   CHECK(refused.status == status_unauthorized);
   CHECK(starts_with(refused.reason, "bad_signature"));
   // The challenge is gone: the genuine answer now reads as a replay.
-  auto late = f.ask<session_reply>(f.client.public_key, f.answer_for(c, "state:read", f.client));
+  auto late = f.ask<session_reply>(f.client.public_key, f.answer_for(c, "state.read", f.client));
   CHECK(late.status == status_replayed);
 
   // The scope is signed: widening it in transit breaks the signature.
   auto c2 = f.get_challenge();
-  auto widened = f.answer_for(c2, "state:read", f.client);
-  widened.scope = "state:read state:write";
+  auto widened = f.answer_for(c2, "state.read", f.client);
+  widened.scope = "state.read state.write";
   CHECK(f.ask<session_reply>(f.client.public_key, widened).status == status_unauthorized);
   // An answer for a challenge this node never issued.
   auto c3 = f.get_challenge();
@@ -327,16 +327,16 @@ TEST_CASE("iam actor: an answer after the challenge expired is refused - and onc
 TEST_CASE("iam actor: a revoked token is refused by iam_verify and every watcher is told once - a late watcher gets the live revocations") {
   fixture f;
   auto early = f.watch();
-  auto s = f.session("state:read state:write");
+  auto s = f.session("state.read state.write");
   REQUIRE(s.status == status_ok);
-  CHECK(std::get<0>(f.verify(s.token, "svc", "state:write")) == 200);  // now in the verified cache
+  CHECK(std::get<0>(f.verify(s.token, "svc", "state.write")) == 200);  // now in the verified cache
 
   auto done = f.ask<revoke_reply>(f.other.public_key, revoke_request{s.token});
   CHECK(done.status == status_ok);
   CHECK(done.reason.empty());
   REQUIRE(early->size() == 1);
   CHECK((*early)[0] == revocation{s.token_id, s.expires_at_s});
-  auto [status, reason, subject, granted] = f.verify(s.token, "svc", "state:read");
+  auto [status, reason, subject, granted] = f.verify(s.token, "svc", "state.read");
   CHECK(status == 401);
   CHECK(starts_with(reason, "revoked"));
   CHECK(subject.empty());
@@ -353,7 +353,7 @@ TEST_CASE("iam actor: a revoked token is refused by iam_verify and every watcher
   // Only tokens of this node, and only real ones.
   {
     session_claims claims{f.other.did(), f.client.did(), "svc", epoch_s, std::nullopt, epoch_s + 100,
-                          {"state:read"}, "someid"};
+                          {"state.read"}, "someid"};
     auto foreign = issue_session_token(claims, cmesh::jose::signer_for(f.other));
     REQUIRE(foreign.ok());
     auto refused = f.ask<revoke_reply>(f.client.public_key, revoke_request{*foreign});
@@ -367,8 +367,8 @@ TEST_CASE("iam actor: a revoked token is refused by iam_verify and every watcher
   CHECK(early->size() == 1);
   CHECK(f.sink.count("revoked", "jti=" + s.token_id) == 1);
   // Another session of the same holder is unaffected.
-  auto fresh = f.session("state:read");
-  CHECK(std::get<0>(f.verify(fresh.token, "svc", "state:read")) == 200);
+  auto fresh = f.session("state.read");
+  CHECK(std::get<0>(f.verify(fresh.token, "svc", "state.read")) == 200);
 }
 
 TEST_CASE("iam actor: malformed requests get 400 in the reply type with their correlation - garbage gets no answer - the actor keeps serving") {
@@ -436,7 +436,7 @@ TEST_CASE("iam actor: malformed requests get 400 in the reply type with their co
   CHECK(f.ask<session_reply>(f.client.public_key, bad_scope).status == status_too_large);
 
   // Still serving.
-  CHECK(f.session("events:write").status == status_ok);
+  CHECK(f.session("events.publish").status == status_ok);
   CHECK(f.sink.count("malformed") >= 7);
   CHECK(f.status_line().find("malformed=") != std::string::npos);
 }
