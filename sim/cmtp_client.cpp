@@ -3,6 +3,7 @@
 #include <chrono>
 
 #include "actors/iam/token.hpp"
+#include "actors/router/router_machine.hpp"
 #include "actors/ignore_unexpected.hpp"
 #include "actors/router/router_actor.hpp"
 #include "messages/codec.hpp"
@@ -23,7 +24,7 @@ std::string session_token(uint64_t seed, const cmtp_command& c, int64_t now_us) 
   iam::session_claims claims;
   claims.issuer = node.did();
   claims.subject = holder.did();
-  claims.audience = node.did();
+  claims.audience = router::default_audience;
   claims.issued_at_s = now_us / 1'000'000;
   claims.expires_at_s = claims.issued_at_s + 3600;
   auto scopes = iam::parse_scope(c.scope);

@@ -8,6 +8,7 @@
 #include <caf/all.hpp>
 
 #include "actors/events/events_actor.hpp"
+#include "actors/iam/iam_actor.hpp"
 #include "actors/ignore_unexpected.hpp"
 #include "actors/kv/kv_actor.hpp"
 #include "messages/codec.hpp"
@@ -174,7 +175,8 @@ caf::behavior run(router_actor* self, caf::actor transport, caf::actor kv, caf::
   st.routing = std::make_unique<machine>(st.ctx.routing, st.ctx.self, st.ctx.audience);
   self->set_default_handler(ignore_unexpected);
   self->send(st.transport, register_atom::value, services::cmtp, caf::actor{self});
-  (void)iam;  // revocations: wired when the IAM actor publishes them (docs/router.md §8)
+  // Revocations: the IAM actor tells us every live one now and every later one.
+  if (iam) self->send(iam, iam::iam_watch_atom::value, caf::actor{self});
   self->delayed_send(self, std::chrono::seconds(1), sweep_atom::value);
   return {
     [=](deliver_atom, const node_id& from, uint16_t service, const bytes& data) {
@@ -194,6 +196,10 @@ caf::behavior run(router_actor* self, caf::actor transport, caf::actor kv, caf::
       auto promise = who.promise;
       start(self, std::move(who), std::move(*req));
       return promise;
+    },
+    [=](iam::iam_revoked_atom, const std::string& token_id, int64_t expires_at_s) {
+      self->state.routing->revoke(token_id, expires_at_s);
+      record(self, "revocation", node_id{}, token_id, expires_at_s);
     },
     [=](peer_up_atom, const node_id&, const std::string&) {},
     [=](peer_down_atom, const node_id&) {},

@@ -67,6 +67,10 @@ hash32 audit_hash(std::string_view tx, const hash32& request, const hash32& resp
 // The kv key a state FQMN addresses: "state/<contract>" or "state/<contract>/<function>".
 std::string state_key(const fqmn& x);
 
+// The audience a router expects by default ("cmesh", what `cmesh id session` asks for). Tokens are
+// bound to this router by their issuer: only this node's key signs what it accepts.
+inline constexpr const char* default_audience = "cmesh";
+
 using request_id = uint64_t;
 
 // Audit records published on the bus (msgpack maps; docs/router.md §3 step 7 and 9).

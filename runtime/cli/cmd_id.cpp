@@ -24,6 +24,7 @@
 #include "messages/services.hpp"
 #include "runtime/cli/client_exchange.hpp"
 #include "runtime/cli/commands.hpp"
+#include "runtime/cli/iam_client.hpp"
 #include "runtime/cli/options.hpp"
 #include "runtime/crypto/identity.hpp"
 #include "runtime/crypto/jose.hpp"
@@ -50,7 +51,6 @@ const char* overview =
     "service checks locally. TOKEN may be given as @FILE (e.g. a file written by session --save).\n"
     "Run 'cmesh id <subcommand> --help' for the options.\n";
 
-constexpr const char* default_audience = "cmesh";
 
 command_spec new_spec() {
   command_spec spec;
@@ -268,50 +268,6 @@ result<client_setup> read_client(const parsed_options& p, bool need_identity) {
   return c;
 }
 
-// One request, one reply of type Reply. On success `from` is the node that answered.
-template <class Reply, class Request>
-std::optional<Reply> ask(const client_setup& c, const seed_spec& node, const Request& request, node_id& from,
-                         int& exit_code) {
-  exchange_request exchange;
-  exchange.service = services::iam;
-  exchange.reply_type = Reply::type_id;
-  exchange.timeout_us = c.timeout_us;
-  exchange.verbose = c.verbose;
-  exchange.encode = [request](const node_id& self, uint64_t correlation) {
-    return encode_message(self, correlation, request);
-  };
-  auto outcome = run_exchange(c.me, node, std::move(exchange));
-  if (outcome.kind != exchange_kind::answered) {
-    exit_code = report_unreachable(outcome);
-    return std::nullopt;
-  }
-  auto reply = decode_payload<Reply>(outcome.reply);
-  if (!reply) {
-    std::fprintf(stderr, "malformed answer from %s: %s\n", node.address.c_str(), reply.err().describe().c_str());
-    exit_code = exit_failed;
-    return std::nullopt;
-  }
-  if (reply->status != iam::status_ok) {
-    std::fprintf(stderr, "refused (%u %s): %s\n", reply->status, iam::iam_status_name(reply->status).c_str(),
-                 reply->reason.c_str());
-    exit_code = exit_failed;
-    return std::nullopt;
-  }
-  from = outcome.from;
-  return std::move(*reply);
-}
-
-status save_token(const std::string& path, const std::string& token) {
-  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  if (fd < 0) return error{errc::invalid_argument, "cannot write " + path + ": " + std::strerror(errno)};
-  ::fchmod(fd, 0600);  // a bearer token: nobody else may read it, also when the file existed
-  const std::string line = token + "\n";
-  const bool written = ::write(fd, line.data(), line.size()) == static_cast<ssize_t>(line.size());
-  const bool closed = ::close(fd) == 0;
-  if (!written || !closed) return error{errc::io_error, "cannot write " + path};
-  return ok_status();
-}
-
 int run_session(const command_spec& spec, const parsed_options& p) {
   if (!p.positional().empty()) return usage_error(spec, "unexpected argument '" + p.positional()[0] + "'");
   const std::string audience = p.get("audience", default_audience);
@@ -321,39 +277,9 @@ int run_session(const command_spec& spec, const parsed_options& p) {
   if (!c) return usage_error(spec, c.err().message);
 
   int code = exit_failed;
-  node_id node;
-  auto issued = ask<iam::challenge_reply>(*c, c->node, iam::challenge_request{audience}, node, code);
-  if (!issued) return code;
-  // The challenge must come from the node we are talking to, for what we asked: an answer signed
-  // for another node or audience would be useless (and signing it would help a relay).
-  if (issued->node_did != did_from_node_id(node)) {
-    std::fprintf(stderr, "refused: the challenge names node %s, but %s answered\n", issued->node_did.c_str(),
-                 did_from_node_id(node).c_str());
-    return exit_failed;
-  }
-  if (issued->audience != audience) {
-    std::fprintf(stderr, "refused: the challenge is for audience '%s', not '%s'\n", issued->audience.c_str(),
-                 audience.c_str());
-    return exit_failed;
-  }
-  iam::challenge challenge{issued->nonce, issued->audience, issued->node_did, issued->expires_at_s};
-  auto answer = iam::answer_challenge(challenge, scope, jose::signer_for(c->me));
-  seed_spec same_node{c->node.address, node};  // the second round trip goes to the same identity
-  node_id second;
-  auto granted = ask<iam::session_reply>(
-      *c, same_node, iam::answer_message{answer.nonce, answer.holder_did, answer.scope, answer.signature}, second,
-      code);
+  auto granted = open_session(iam_client{c->me, c->node, c->timeout_us, c->verbose}, audience, scope, code);
   if (!granted) return code;
-  auto claims = iam::authenticate_session_token(granted->token, node);
-  if (!claims) {
-    std::fprintf(stderr, "the node's token does not verify under its key: %s\n", claims.err().describe().c_str());
-    return exit_failed;
-  }
-  if (claims->subject != c->me.did() || claims->audience != audience) {
-    std::fprintf(stderr, "the node's token is for %s / audience %s, not for %s / %s\n", claims->subject.c_str(),
-                 claims->audience.c_str(), c->me.did().c_str(), audience.c_str());
-    return exit_failed;
-  }
+  const auto* claims = &granted->claims;
   if (p.has("save"))
     if (auto saved = save_token(p.get("save"), granted->token); !saved.ok()) {
       std::fprintf(stderr, "cmesh id session: %s\n", saved.message.c_str());
@@ -370,10 +296,9 @@ int run_revoke(const command_spec& spec, const parsed_options& p) {
   auto c = read_client(p, false);
   if (!c) return usage_error(spec, c.err().message);
   int code = exit_failed;
-  node_id node;
-  auto done = ask<iam::revoke_reply>(*c, c->node, iam::revoke_request{*token}, node, code);
+  auto done = revoke_session(iam_client{c->me, c->node, c->timeout_us, c->verbose}, *token, code);
   if (!done) return code;
-  std::printf("revoked%s%s\n", done->reason.empty() ? "" : ": ", done->reason.c_str());
+  std::printf("revoked%s%s\n", done->empty() ? "" : ": ", done->c_str());
   return exit_ok;
 }
 

@@ -404,6 +404,9 @@ int run_node(int argc, char** argv) {
     standing.signer = *self_identity;
     standing.epoch_offset_us = mesh_epoch_offset_us();
     setup.reputation = std::move(standing);
+    router_setup routing;  // CMTP: the clients' front door (cmesh call)
+    routing.epoch_offset_us = mesh_epoch_offset_us();
+    setup.router = std::move(routing);
     iam_setup identity_service;           // IAM: always on (handshake, session tokens)
     identity_service.signer = *self_identity;
     identity_service.iam.session_ttl_s = options->iam_session_ttl_s;

@@ -25,6 +25,7 @@ const char* overview =
     "  search    find agents whose published tags match, through a node's gossip search\n"
     "  lookup    find agents by tags in an aggregator's directory (one round trip)\n"
     "  events    publish, subscribe and request on a node's events bus (sub, pub, request)\n"
+    "  call      send a CMTP request (an FQMN) to a node's router; runs the IAM handshake\n"
     "  reputation  endorse or report an agent, or show its score at a node\n"
     "\n"
     "Run 'cmesh <command> --help' for the options of a command.\n";
@@ -54,6 +55,7 @@ int main(int argc, char** argv) {
   if (command == "search") return cmesh::cli::run_search(rest_argc, rest_argv);
   if (command == "lookup") return cmesh::cli::run_lookup(rest_argc, rest_argv);
   if (command == "events") return cmesh::cli::run_events(rest_argc, rest_argv);
+  if (command == "call") return cmesh::cli::run_call(rest_argc, rest_argv);
   if (command == "reputation") return cmesh::cli::run_reputation(rest_argc, rest_argv);
   std::fprintf(stderr, "cmesh: unknown command '%s'\n\n%s", command.c_str(), overview);
   return cmesh::cli::exit_usage;

@@ -11,7 +11,6 @@
 #include "actors/peer/peer_actor.hpp"
 #include "actors/reputation/reputation_actor.hpp"
 #include "actors/router/router_actor.hpp"
-#include "runtime/crypto/identity.hpp"
 #include "actors/rmb/rmb_actor.hpp"
 #include "actors/swim/swim_actor.hpp"
 #include "runtime/core/rng.hpp"
@@ -162,7 +161,7 @@ std::vector<caf::actor> spawn_node_services(caf::actor_system& system, const caf
   if (setup.router) {
     router::actor_context context;
     context.self = setup.self;
-    context.audience = setup.router->audience.empty() ? did_from_node_id(setup.self) : setup.router->audience;
+    context.audience = setup.router->audience.empty() ? std::string(router::default_audience) : setup.router->audience;
     context.routing = setup.router->routing;
     context.epoch_offset_us = setup.router->epoch_offset_us;
     context.events = setup.events;

@@ -110,8 +110,8 @@ struct reputation_setup {
 };
 
 // Router and dispatcher (actors/router): CMTP requests from clients, dispatched to this node's kv
-// replica and events bus. Tokens must be issued by this node's IAM for `audience` (empty: the
-// node's DID).
+// replica and events bus. Tokens must be issued by this node's IAM for `audience` (empty:
+// router::default_audience).
 struct router_setup {
   router::config routing;          // validated by the caller
   std::string audience;

@@ -1,0 +1,119 @@
+#include "runtime/cli/iam_client.hpp"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+
+#include "actors/iam/iam_machine.hpp"
+#include "messages/codec.hpp"
+#include "messages/iam_messages.hpp"
+#include "messages/services.hpp"
+#include "runtime/cli/client_exchange.hpp"
+#include "runtime/cli/commands.hpp"
+#include "runtime/crypto/jose.hpp"
+
+namespace cmesh::cli {
+
+namespace {
+
+// One request, one reply of type Reply from the IAM service. On success `from` is the node that
+// answered.
+template <class Reply, class Request>
+std::optional<Reply> ask(const iam_client& c, const seed_spec& node, const Request& request, node_id& from,
+                         int& exit_code) {
+  exchange_request exchange;
+  exchange.service = services::iam;
+  exchange.reply_type = Reply::type_id;
+  exchange.timeout_us = c.timeout_us;
+  exchange.verbose = c.verbose;
+  exchange.encode = [request](const node_id& self, uint64_t correlation) {
+    return encode_message(self, correlation, request);
+  };
+  auto outcome = run_exchange(c.me, node, std::move(exchange));
+  if (outcome.kind != exchange_kind::answered) {
+    exit_code = report_unreachable(outcome);
+    return std::nullopt;
+  }
+  auto reply = decode_payload<Reply>(outcome.reply);
+  if (!reply) {
+    std::fprintf(stderr, "malformed answer from %s: %s\n", node.address.c_str(), reply.err().describe().c_str());
+    exit_code = exit_failed;
+    return std::nullopt;
+  }
+  if (reply->status != iam::status_ok) {
+    std::fprintf(stderr, "refused (%u %s): %s\n", reply->status, iam::iam_status_name(reply->status).c_str(),
+                 reply->reason.c_str());
+    exit_code = exit_failed;
+    return std::nullopt;
+  }
+  from = outcome.from;
+  return std::move(*reply);
+}
+
+}  // namespace
+
+std::optional<session_grant> open_session(const iam_client& c, const std::string& audience,
+                                          const std::string& scope, int& exit_code) {
+  node_id node;
+  auto issued = ask<iam::challenge_reply>(c, c.node, iam::challenge_request{audience}, node, exit_code);
+  if (!issued) return std::nullopt;
+  // The challenge must come from the node we are talking to, for what we asked: an answer signed
+  // for another node or audience would be useless (and signing it would help a relay).
+  if (issued->node_did != did_from_node_id(node)) {
+    std::fprintf(stderr, "refused: the challenge names node %s, but %s answered\n", issued->node_did.c_str(),
+                 did_from_node_id(node).c_str());
+    exit_code = exit_failed;
+    return std::nullopt;
+  }
+  if (issued->audience != audience) {
+    std::fprintf(stderr, "refused: the challenge is for audience '%s', not '%s'\n", issued->audience.c_str(),
+                 audience.c_str());
+    exit_code = exit_failed;
+    return std::nullopt;
+  }
+  iam::challenge challenge{issued->nonce, issued->audience, issued->node_did, issued->expires_at_s};
+  auto answer = iam::answer_challenge(challenge, scope, jose::signer_for(c.me));
+  seed_spec same_node{c.node.address, node};  // the second round trip goes to the same identity
+  node_id second;
+  auto granted = ask<iam::session_reply>(
+      c, same_node, iam::answer_message{answer.nonce, answer.holder_did, answer.scope, answer.signature}, second,
+      exit_code);
+  if (!granted) return std::nullopt;
+  auto claims = iam::authenticate_session_token(granted->token, node);
+  if (!claims) {
+    std::fprintf(stderr, "the node's token does not verify under its key: %s\n", claims.err().describe().c_str());
+    exit_code = exit_failed;
+    return std::nullopt;
+  }
+  if (claims->subject != c.me.did() || claims->audience != audience) {
+    std::fprintf(stderr, "the node's token is for %s / audience %s, not for %s / %s\n", claims->subject.c_str(),
+                 claims->audience.c_str(), c.me.did().c_str(), audience.c_str());
+    exit_code = exit_failed;
+    return std::nullopt;
+  }
+  return session_grant{granted->token, *claims, node};
+}
+
+std::optional<std::string> revoke_session(const iam_client& c, const std::string& token, int& exit_code) {
+  node_id node;
+  auto done = ask<iam::revoke_reply>(c, c.node, iam::revoke_request{token}, node, exit_code);
+  if (!done) return std::nullopt;
+  return done->reason;
+}
+
+status save_token(const std::string& path, const std::string& token) {
+  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (fd < 0) return error{errc::invalid_argument, "cannot write " + path + ": " + std::strerror(errno)};
+  ::fchmod(fd, 0600);  // a bearer token: nobody else may read it, also when the file existed
+  const std::string line = token + "\n";
+  const bool written = ::write(fd, line.data(), line.size()) == static_cast<ssize_t>(line.size());
+  const bool closed = ::close(fd) == 0;
+  if (!written || !closed) return error{errc::io_error, "cannot write " + path};
+  return ok_status();
+}
+
+}  // namespace cmesh::cli

@@ -1,0 +1,45 @@
+// The client side of the IAM handshake over the wire (docs/iam.md §2, §9), shared by
+// `cmesh id session|revoke` and `cmesh call`: one client_exchange per round trip, every refusal
+// printed on stderr with the exit code the command should return.
+#pragma once
+
+#include <optional>
+#include <string>
+
+#include "actors/iam/token.hpp"
+#include "messages/error.hpp"
+#include "runtime/core/address.hpp"
+#include "runtime/crypto/identity.hpp"
+
+namespace cmesh::cli {
+
+// The audience a session is for when the user names none (what the router checks by default).
+inline constexpr const char* default_audience = "cmesh";
+
+struct iam_client {
+  identity me;
+  seed_spec node;
+  int64_t timeout_us = 5'000'000;
+  bool verbose = false;
+};
+
+struct session_grant {
+  std::string token;
+  iam::session_claims claims;
+  node_id node;  // the node that issued it (authenticated by the transport)
+};
+
+// The handshake: asks `c.node` for a challenge for `audience`, checks that it names the node that
+// answered and that audience, signs it for `scope` with c.me, and checks the token it gets back
+// (signed by that node, for c.me and that audience). On failure prints why and sets exit_code
+// (1 refused, 3 unreachable).
+std::optional<session_grant> open_session(const iam_client& c, const std::string& audience,
+                                          const std::string& scope, int& exit_code);
+
+// Revokes `token` at c.node. On success returns the node's note ("" or e.g. "already revoked").
+std::optional<std::string> revoke_session(const iam_client& c, const std::string& token, int& exit_code);
+
+// Writes a bearer token to `path`, mode 0600 (also when the file existed).
+status save_token(const std::string& path, const std::string& token);
+
+}  // namespace cmesh::cli

@@ -1,0 +1,154 @@
+// The seed's example flow end to end over the wire: three `cmesh node` processes forming a Raft
+// group, `cmesh call` as the client (IAM handshake, kept session, CMTP), and `cmesh events sub` as
+// an independent observer of the audit trail.
+#include <doctest/doctest.h>
+
+#include <fstream>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "tests/real/process.hpp"
+
+using namespace std::chrono_literals;
+using cmesh::testing::process;
+using cmesh::testing::temp_dir;
+
+namespace {
+
+const std::string binary = CMESH_BINARY;
+
+std::string new_identity(const temp_dir& dir, const std::string& name) {
+  auto [code, out] = cmesh::testing::run(binary, {"id", "new", dir.file(name + ".key")}, dir.file(name + ".id.log"));
+  REQUIRE(code == 0);
+  return out.substr(0, out.find('\n'));
+}
+
+struct call_result {
+  int code = 0;
+  std::string output;
+};
+
+call_result call(const temp_dir& dir, std::vector<std::string> args) {
+  static int runs = 0;
+  args.insert(args.begin(), "call");
+  auto [code, out] = cmesh::testing::run(binary, args, dir.file("call-" + std::to_string(runs++) + ".log"), 30s);
+  return {code, out};
+}
+
+// Repeats a call until it answers something other than 503 (no leader yet) or `limit` passes.
+call_result call_when_ready(const temp_dir& dir, const std::vector<std::string>& args, std::chrono::seconds limit) {
+  auto deadline = std::chrono::steady_clock::now() + limit;
+  for (;;) {
+    auto r = call(dir, args);
+    if (r.output.find("\n503 ") == std::string::npos && r.output.rfind("503 ", 0) != 0) return r;
+    if (std::chrono::steady_clock::now() > deadline) return r;
+    std::this_thread::sleep_for(300ms);
+  }
+}
+
+bool has_line_starting(const std::string& out, const std::string& prefix) {
+  return out.rfind(prefix, 0) == 0 || out.find("\n" + prefix) != std::string::npos;
+}
+
+}  // namespace
+
+TEST_CASE("real router: the seed's flow - names registered once, resolved and dispatched, 404 for google.com, audit trail observed, a revoked session is replaced") {
+  temp_dir dir;
+  std::vector<std::string> dids, addresses;
+  for (int i = 0; i < 3; ++i) {
+    dids.push_back(new_identity(dir, "n" + std::to_string(i)));
+    addresses.push_back("127.0.0.1:" + std::to_string(cmesh::testing::free_port()));
+  }
+  std::vector<std::unique_ptr<process>> nodes;
+  for (int i = 0; i < 3; ++i) {
+    std::vector<std::string> args = {"node", "--listen", addresses[i], "--data", dir.file("d" + std::to_string(i)),
+                                     "--identity", dir.file("n" + std::to_string(i) + ".key")};
+    for (int j = 0; j < 3; ++j) args.insert(args.end(), {"--raft-member", dids[j] + "@" + addresses[j]});
+    nodes.push_back(std::make_unique<process>(binary, args, dir.file("n" + std::to_string(i) + ".log")));
+    REQUIRE(nodes.back()->started());
+  }
+  for (auto& n : nodes) REQUIRE(n->wait_for_text("listening on", 10s));
+  auto me = new_identity(dir, "me");
+  new_identity(dir, "bob");
+  const std::string key = dir.file("me.key");
+
+  // An observer of the audit trail at node 0 (the router the writes go through).
+  auto observer = std::make_unique<process>(binary, std::vector<std::string>{"events", "sub", "events.>", "--node", addresses[0]},
+                                            dir.file("observer.log"));
+  REQUIRE(observer->started());
+  std::this_thread::sleep_for(500ms);
+
+  auto first = call_when_ready(dir, {"0xRW:register:helloWorld.mcom:0xS:0x001", "--identity", key, "--node",
+                                     addresses[0], "--tx", "reg1"}, 20s);
+  INFO(first.output);
+  CHECK(first.code == 0);
+  CHECK(has_line_starting(first.output, "201"));
+  auto second = call(dir, {"0xRW:register:helloWorldExample.mcom:0xS:0x001:hello_world", "--identity", key, "--node",
+                           addresses[0], "--tx", "reg2"});
+  CHECK(second.code == 0);
+  // A second registration of the same name, by someone else: refused, naming the owner.
+  auto taken = call(dir, {"0xRW:register:helloWorld.mcom:0xS:0x002", "--identity", dir.file("bob.key"), "--node",
+                          addresses[1]});
+  INFO(taken.output);
+  CHECK(taken.code == 1);
+  CHECK(has_line_starting(taken.output, "409 name taken (owner " + me + ")"));
+  // State behind both names, written through two different routers.
+  CHECK(call(dir, {"0xSW:0x001", "--data", "\"contract state\"", "--identity", key, "--node", addresses[0], "--tx",
+                   "w1"}).code == 0);
+  CHECK(call(dir, {"0xSW:0x001:hello_world", "--data", "\"hello, world\"", "--identity", key, "--node", addresses[1]})
+            .code == 0);
+  // Both names resolve and dispatch, at any router.
+  auto hello = call(dir, {"0xR:helloWorld.mcom", "--identity", key, "--node", addresses[2]});
+  INFO(hello.output);
+  CHECK(hello.code == 0);
+  CHECK(has_line_starting(hello.output, "\"contract state\""));
+  auto example = call(dir, {"0xR:helloWorldExample.mcom", "--identity", key, "--node", addresses[0]});
+  CHECK(example.code == 0);
+  CHECK(has_line_starting(example.output, "\"hello, world\""));
+  auto google = call(dir, {"0xR:google.com", "--identity", key, "--node", addresses[0]});
+  CHECK(google.code == 1);
+  CHECK(has_line_starting(google.output, "404 "));
+  // A bad FQMN is caught before anything is sent; the router would say the same (400, column).
+  auto bad = call(dir, {"0xQ:x", "--identity", key, "--node", addresses[0]});
+  CHECK(bad.code == 2);
+  CHECK(bad.output.find("column 0: unknown opcode '0xQ'") != std::string::npos);
+
+  // The audit trail of the write w1, in order, as a subscriber on the bus sees it.
+  CHECK(observer->wait_for([](const std::string& log) { return log.find("events.confirmed.w1") != std::string::npos; }, 10s));
+  const std::string trail = observer->output();
+  INFO(trail);
+  auto requests = trail.find("events.requests");
+  auto responses = trail.find("events.responses.w1");
+  auto mined = trail.find("events.mined.w1");
+  auto confirmed = trail.find("events.confirmed.w1");
+  CHECK(requests != std::string::npos);
+  CHECK(responses != std::string::npos);
+  CHECK(mined != std::string::npos);
+  CHECK(responses < mined);
+  CHECK(mined < confirmed);
+  CHECK(trail.find("events.confirmed.reg1") != std::string::npos);  // registrations are writes too
+  CHECK(trail.find("eyJ") == std::string::npos);                    // no token (a JWS) on the bus
+
+  // Revoke the kept session at node 0: the next call is refused with it (401), runs a new
+  // handshake and succeeds.
+  const std::string session = dir.file("me.key." + addresses[0].substr(0, addresses[0].find(':')) + "_" +
+                                       addresses[0].substr(addresses[0].find(':') + 1) + ".session");
+  std::string token;
+  {
+    std::ifstream in(session);
+    std::string issuer;
+    in >> issuer >> token;
+  }
+  REQUIRE(!token.empty());
+  auto revoked = cmesh::testing::run(binary, {"id", "revoke", token, "--node", addresses[0]}, dir.file("revoke.log"));
+  CHECK(revoked.first == 0);
+  auto after = call(dir, {"0xR:helloWorld.mcom", "--identity", key, "--node", addresses[0], "--verbose"});
+  INFO(after.output);
+  CHECK(after.code == 0);
+  CHECK(after.output.find("401 with the kept session") != std::string::npos);
+  CHECK(after.output.find("revoked") != std::string::npos);
+
+  for (auto& n : nodes) CHECK(n->running());
+}
