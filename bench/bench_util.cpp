@@ -1,7 +1,10 @@
 #include "bench/bench_util.hpp"
 #include "runtime/cli/child_process.hpp"
 
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <poll.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
@@ -68,6 +71,19 @@ std::string format(const char* pattern, ...) {
   std::vsnprintf(buffer, sizeof buffer, pattern, args);
   va_end(args);
   return buffer;
+}
+
+int free_port() {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
+  socklen_t len = sizeof addr;
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  int port = ntohs(addr.sin_port);
+  ::close(fd);
+  return port;
 }
 
 }  // namespace cmesh::bench

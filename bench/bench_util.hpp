@@ -29,4 +29,7 @@ void write_csv(const std::string& directory, const std::string& name, const std:
 
 std::string format(const char* pattern, ...);
 
+// A TCP port on 127.0.0.1 that was free a moment ago (bind to port 0, read it, close).
+int free_port();
+
 }  // namespace cmesh::bench

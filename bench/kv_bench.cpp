@@ -99,19 +99,6 @@ phase_result summarise(std::vector<double>& latencies_us, double seconds, uint64
 
 // ---- processes ----------------------------------------------------------------------------------
 
-int free_port() {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
-  socklen_t len = sizeof addr;
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  int port = ntohs(addr.sin_port);
-  ::close(fd);
-  return port;
-}
-
 void stop_processes(std::vector<pid_t>& pids) {
   for (auto pid : pids)
     if (pid > 0) ::kill(pid, SIGTERM);
