@@ -44,6 +44,7 @@ const char* overview =
     "  cmesh id token verify TOKEN (--issuer DID | --issuer-jwk JWK) [--audience A] [--scope S]\n"
     "  cmesh id token issue --identity FILE --subject DID --audience A [--scope S] [--ttl T]\n"
     "  cmesh id revoke TOKEN --node [DID@]HOST:PORT [--identity FILE]\n"
+    "  cmesh id credential issue|present|verify ...     SD-JWT credentials (selective disclosure)\n"
     "\n"
     "An identity is an ed25519 key named as did:key, kept in a key file (mode 0600). A session is\n"
     "earned with the passwordless handshake: the node hands out a challenge, the key signs it, the\n"
@@ -385,7 +386,7 @@ int run_issue(const command_spec& spec, const parsed_options& p) {
 
 int run_id(int argc, char** argv) {
   if (argc < 1) {
-    std::fprintf(stderr, "cmesh id: give a subcommand: new, show, session, token or revoke\n\n%s", overview);
+    std::fprintf(stderr, "cmesh id: give a subcommand: new, show, session, token, revoke or credential\n\n%s", overview);
     return exit_usage;
   }
   const std::string what = argv[0];
@@ -407,6 +408,8 @@ int run_id(int argc, char** argv) {
     }
     std::fprintf(stderr, "cmesh id token: expected 'verify' or 'issue'\n\n%s", overview);
     return exit_usage;
+  } else if (what == "credential") {
+    return run_credential(argc - 1, argv + 1);
   } else if (what == "session") {
     code = run_with_options(argc - 1, argv + 1, session_spec(), run_session);
   } else if (what == "revoke") {

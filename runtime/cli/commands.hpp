@@ -16,7 +16,8 @@ int run_rmb(int argc, char** argv);   // cmesh rmb: send a command to a twin
 int run_search(int argc, char** argv);  // cmesh search: gossip search for agents by tags
 int run_lookup(int argc, char** argv);  // cmesh lookup: agents by tags from an aggregator
 int run_events(int argc, char** argv);  // cmesh events: sub, pub, request on the events bus
-int run_call(int argc, char** argv);     // cmesh call: one CMTP request to a router
+int run_call(int argc, char** argv);
+int run_credential(int argc, char** argv);  // cmesh id credential (called by run_id)     // cmesh call: one CMTP request to a router
 int run_reputation(int argc, char** argv);  // cmesh reputation: endorse, report, present, show
 
 inline constexpr int exit_ok = 0;
