@@ -292,6 +292,7 @@ run_outcome run_inproc(const run_params& p) {
     identity_service.epoch_offset_us = mesh_epoch_offset_us();
     setup.iam = std::move(identity_service);
     router_setup routing;
+    routing.signer = node;
     routing.epoch_offset_us = mesh_epoch_offset_us();
     setup.router = routing;
     auto services = spawn_node_services(system, transport, setup);

@@ -404,7 +404,11 @@ void simulation::impl::boot(uint32_t index) {
     }
     setup.reputation = std::move(rs);
   }
-  if (options.agents.router) setup.router = router_setup{};
+  if (options.agents.router) {
+    router_setup rs;
+    rs.signer = self;
+    setup.router = std::move(rs);
+  }
   if (options.agents.iam) {
     iam_setup is;
     is.signer = self;

@@ -79,8 +79,8 @@ void refused(iam_actor* self, const node_id& from, const iam_error& err) {
   record(self, "refused", from, err.describe());
 }
 
-void on_challenge(iam_actor* self, const node_id& from, uint64_t correlation,
-                  const challenge_request& request) {
+// The answer to a challenge request from `from` (a transport peer, or this node in process).
+challenge_reply make_challenge(iam_actor* self, const node_id& from, const challenge_request& request) {
   auto& st = self->state;
   challenge_reply answer;
   uint32_t& used = st.window[from];
@@ -93,8 +93,7 @@ void on_challenge(iam_actor* self, const node_id& from, uint64_t correlation,
     answer.status = status_rate_limited;
     answer.reason = "rate_limited: more than " + std::to_string(challenges_per_peer_per_s) +
                     " challenge requests in a second; retry later";
-    reply(self, from, correlation, answer);
-    return;
+    return answer;
   }
   ++used;
   if (request.audience.size() > st.protocol->configuration().audience_chars_max) {
@@ -103,8 +102,7 @@ void on_challenge(iam_actor* self, const node_id& from, uint64_t correlation,
                     " characters, at most " +
                     std::to_string(st.protocol->configuration().audience_chars_max);
     record(self, "refused", from, answer.reason);
-    reply(self, from, correlation, answer);
-    return;
+    return answer;
   }
   auto issued = st.protocol->issue_challenge(request.audience, now_s(self));
   if (!issued) {
@@ -112,19 +110,18 @@ void on_challenge(iam_actor* self, const node_id& from, uint64_t correlation,
         issued.err().code == errc::unavailable ? status_unavailable : status_bad_request;
     answer.reason = issued.err().describe();
     record(self, "refused", from, answer.reason);
-    reply(self, from, correlation, answer);
-    return;
+    return answer;
   }
   answer.nonce = issued->nonce;
   answer.audience = issued->audience;
   answer.node_did = issued->node_did;
   answer.expires_at_s = issued->expires_at_s;
   record(self, "challenge_issued", from, "audience=" + issued->audience);
-  reply(self, from, correlation, answer);
+  return answer;
 }
 
-void on_answer(iam_actor* self, const node_id& from, uint64_t correlation,
-               const answer_message& message) {
+// The answer to a signed challenge answer from `from`.
+session_reply make_session(iam_actor* self, const node_id& from, const answer_message& message) {
   auto& st = self->state;
   session_reply answer;
   if (message.scope.size() > st.protocol->configuration().scope_chars_max) {
@@ -133,8 +130,7 @@ void on_answer(iam_actor* self, const node_id& from, uint64_t correlation,
                     " characters, at most " +
                     std::to_string(st.protocol->configuration().scope_chars_max);
     record(self, "refused", from, answer.reason);
-    reply(self, from, correlation, answer);
-    return;
+    return answer;
   }
   challenge_answer given{message.nonce, message.holder_did, message.scope, message.signature};
   auto grant = st.protocol->redeem(given, now_s(self));
@@ -142,8 +138,7 @@ void on_answer(iam_actor* self, const node_id& from, uint64_t correlation,
     answer.status = wire_status(grant.kind());
     answer.reason = grant.err().describe();
     refused(self, from, grant.err());
-    reply(self, from, correlation, answer);
-    return;
+    return answer;
   }
   answer.token = grant->token;
   answer.scope = join_scope(grant->claims.scopes);
@@ -153,7 +148,16 @@ void on_answer(iam_actor* self, const node_id& from, uint64_t correlation,
          "holder=" + grant->claims.subject + " audience=" + grant->claims.audience + " scope=\"" +
              answer.scope + "\" jti=" + answer.token_id,
          grant->claims.expires_at_s);
-  reply(self, from, correlation, answer);
+  return answer;
+}
+
+void on_challenge(iam_actor* self, const node_id& from, uint64_t correlation,
+                  const challenge_request& request) {
+  reply(self, from, correlation, make_challenge(self, from, request));
+}
+
+void on_answer(iam_actor* self, const node_id& from, uint64_t correlation, const answer_message& message) {
+  reply(self, from, correlation, make_session(self, from, message));
 }
 
 void tell_watchers(iam_actor* self, const std::string& token_id, int64_t expires_at_s) {
@@ -305,6 +309,23 @@ caf::behavior run(iam_actor* self, caf::actor transport, actor_context context) 
         return {static_cast<uint16_t>(cmtp_status(checked.kind())), checked.err().describe(),
                 std::string(), std::string()};
       return {status_ok, std::string(), checked->subject, join_scope(checked->scopes)};
+    },
+    [=](iam_challenge_atom, const std::string& audience) -> bytes {
+      auto answer = make_challenge(self, self->state.ctx.self, challenge_request{audience});
+      auto packed = pack_value(answer);
+      return packed ? std::move(*packed) : bytes{};
+    },
+    [=](iam_redeem_atom, const bytes& packed_answer) -> bytes {
+      session_reply answer;
+      auto message = unpack_value<answer_message>(packed_answer.data(), packed_answer.size());
+      if (!message) {
+        answer.status = status_bad_request;
+        answer.reason = "malformed: " + message.err().describe();
+      } else {
+        answer = make_session(self, self->state.ctx.self, *message);
+      }
+      auto packed = pack_value(answer);
+      return packed ? std::move(*packed) : bytes{};
     },
     [=](shutdown_atom) { return caf::atom("ok"); },
     [=](status_atom) {

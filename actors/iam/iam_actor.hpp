@@ -20,6 +20,11 @@
 //       -> (uint16_t status, std::string reason, std::string subject_did, std::string scope)
 //       status 200 (subject and granted scope filled in), 401 or 403 (iam::cmtp_status of the
 //       refusal; reason "kind: detail"). Through the machine's verified-token cache.
+//   (iam_challenge_atom, std::string audience) -> bytes: a packed challenge_reply
+//   (iam_redeem_atom, bytes packed answer_message) -> bytes: a packed session_reply
+//       the handshake in process, for the node's own services: the router earns its session
+//       with these before it serves (docs/router.md §8). Challenges count against the node's own
+//       per-peer window like any peer's.
 //   (status_atom) -> std::string, (shutdown_atom) -> ok.
 //
 // Time: actor clock + epoch_offset_us = mesh time; the machine gets whole Unix seconds. One
@@ -52,6 +57,8 @@ namespace cmesh::iam {
 using iam_watch_atom = caf::atom_constant<caf::atom("iam_watch")>;
 using iam_revoked_atom = caf::atom_constant<caf::atom("iam_revkd")>;
 using iam_verify_atom = caf::atom_constant<caf::atom("iam_verify")>;
+using iam_challenge_atom = caf::atom_constant<caf::atom("iam_chall")>;
+using iam_redeem_atom = caf::atom_constant<caf::atom("iam_redeem")>;
 
 // The node-wide default scope policy: any holder may hold these for any audience.
 inline constexpr const char* default_scopes =

@@ -9,6 +9,7 @@
 
 #include "actors/events/events_actor.hpp"
 #include "actors/iam/iam_actor.hpp"
+#include "messages/iam_messages.hpp"
 #include "actors/ignore_unexpected.hpp"
 #include "actors/kv/kv_actor.hpp"
 #include "messages/codec.hpp"
@@ -40,6 +41,9 @@ struct router_state {
   std::map<request_id, requester> waiting;
   request_id next_id = 1;
   int64_t armed_us = std::numeric_limits<int64_t>::max();
+  caf::actor iam;
+  bool authenticating = false;     // a self-handshake is under way
+  std::string session_id;          // the router's own session (jti), once authenticated
   uint64_t malformed = 0;
   uint64_t publishes_dropped = 0;  // no events bus on this node
 };
@@ -131,6 +135,51 @@ void on_kv_bytes(router_actor* self, request_id id, const bytes& packed) {
   carry_out(self, out);
 }
 
+// The seed's rule: a router authenticates its own identity before its protected services start.
+void authenticate(router_actor* self) {
+  auto& st = self->state;
+  if (st.routing->serving() || st.authenticating || !st.iam || !st.ctx.signer) return;
+  st.authenticating = true;
+  const std::string audience = st.ctx.audience;
+  self->request(st.iam, std::chrono::seconds(5), iam::iam_challenge_atom::value, audience)
+      .then(
+          [=](const bytes& packed) {
+            auto& s = self->state;
+            auto issued = unpack_value<iam::challenge_reply>(packed.data(), packed.size());
+            if (!issued || issued->status != iam::status_ok || issued->node_did != s.ctx.signer->did()) {
+              s.authenticating = false;
+              record(self, "authentication_failed", node_id{},
+                     issued ? "challenge: " + issued->reason : "unreadable challenge", 0);
+              return;
+            }
+            iam::challenge c{issued->nonce, issued->audience, issued->node_did, issued->expires_at_s};
+            auto answer = iam::answer_challenge(c, "", jose::signer_for(*s.ctx.signer));
+            auto message = pack_value(iam::answer_message{answer.nonce, answer.holder_did, answer.scope, answer.signature});
+            self->request(s.iam, std::chrono::seconds(5), iam::iam_redeem_atom::value, std::move(*message))
+                .then(
+                    [=](const bytes& granted_packed) {
+                      auto& s2 = self->state;
+                      s2.authenticating = false;
+                      auto granted = unpack_value<iam::session_reply>(granted_packed.data(), granted_packed.size());
+                      if (!granted || granted->status != iam::status_ok) {
+                        record(self, "authentication_failed", node_id{},
+                               granted ? "session: " + granted->reason : "unreadable session", 0);
+                        return;
+                      }
+                      auto claims = iam::authenticate_session_token(granted->token, s2.ctx.self);
+                      if (!claims || claims->subject != s2.ctx.signer->did()) {
+                        record(self, "authentication_failed", node_id{}, "the session token is not ours", 0);
+                        return;
+                      }
+                      s2.session_id = claims->token_id;
+                      s2.routing->set_serving(true);
+                      record(self, "authenticated", s2.ctx.self, "session " + claims->token_id, claims->expires_at_s);
+                    },
+                    [=](caf::error&) { self->state.authenticating = false; });
+          },
+          [=](caf::error&) { self->state.authenticating = false; });
+}
+
 void start(router_actor* self, requester who, cmtp::request req) {
   auto& st = self->state;
   const request_id id = st.next_id++;
@@ -176,7 +225,11 @@ caf::behavior run(router_actor* self, caf::actor transport, caf::actor kv, caf::
   self->set_default_handler(ignore_unexpected);
   self->send(st.transport, register_atom::value, services::cmtp, caf::actor{self});
   // Revocations: the IAM actor tells us every live one now and every later one.
+  st.iam = iam;
   if (iam) self->send(iam, iam::iam_watch_atom::value, caf::actor{self});
+  if (!iam || !st.ctx.signer)
+    record(self, "not_serving", st.ctx.self, "no IAM actor or no node identity: the router cannot authenticate", 0);
+  authenticate(self);
   self->delayed_send(self, std::chrono::seconds(1), sweep_atom::value);
   return {
     [=](deliver_atom, const node_id& from, uint16_t service, const bytes& data) {
@@ -212,6 +265,7 @@ caf::behavior run(router_actor* self, caf::actor transport, caf::actor kv, caf::
       carry_out(self, out);
     },
     [=](sweep_atom) {
+      authenticate(self);  // a no-op once serving
       effects out;
       self->state.routing->tick(mesh_us(self), out);
       carry_out(self, out);
@@ -221,7 +275,8 @@ caf::behavior run(router_actor* self, caf::actor transport, caf::actor kv, caf::
     [=](status_atom) {
       auto& s = self->state;
       const auto& stats = s.routing->statistics();
-      std::string line = "router requests=" + std::to_string(stats.requests) +
+      std::string line = std::string("router ") + (s.routing->serving() ? "serving" : "not_serving") +
+                         " requests=" + std::to_string(stats.requests) +
                          " answered=" + std::to_string(stats.answered) +
                          " pending=" + std::to_string(s.routing->pending()) +
                          " timeouts=" + std::to_string(stats.timeouts) +

@@ -6,6 +6,12 @@
 //   in-process:         (router_call_atom, bytes packed cmtp::request) -> bytes packed response
 //     (the simulator's clients and the in-process benchmark).
 //
+// Start: the router authenticates its own identity before it serves (seed 000). It runs the IAM
+// handshake in process with the node's IAM actor (iam_challenge_atom, then iam_redeem_atom with
+// the challenge signed by the node key), checks the token it gets (signed by the node, for the
+// node), logs "router authenticated", and only then serves; meanwhile every request is answered
+// 503. A failed attempt is retried every second. Without an IAM actor or a signer it never serves.
+//
 // Dispatch: kv calls go to the node's kv replica in process ((kv_request_atom, bytes, caller), so
 // the registrar's owner is the token's subject, never the transport peer); publishes, the audit
 // trail included, go to the node's events bus ((events_pub_atom, ...)). Without a kv replica on
@@ -19,11 +25,13 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 
 #include <caf/atom.hpp>
 
 #include "actors/router/router_machine.hpp"
+#include "runtime/crypto/identity.hpp"
 
 namespace caf {
 class actor;
@@ -40,6 +48,7 @@ using router_call_atom = caf::atom_constant<caf::atom("rt_call")>;
 
 struct actor_context {
   node_id self;
+  std::optional<identity> signer;  // the node's identity: the router earns its own session with it
   std::string audience;            // tokens must name this audience (default: the node's DID)
   config routing;                  // validated by the caller
   int64_t epoch_offset_us = 0;     // actor clock + this = mesh time (real mode: Unix time)

@@ -162,6 +162,7 @@ bool machine::take_token(const std::string& sub, int64_t now_us, int64_t& retry_
 
 void machine::on_request(request_id id, cmtp::request req, int64_t now_us, effects& out) {
   ++stats_.requests;
+  if (!serving_) return refuse(id, 503, "router has not authenticated its own identity yet", out);
   // 1. Shape.
   if (req.version != cmtp::version_0) return refuse(id, 400, "unsupported CMTP version '" + req.version.substr(0, 16) + "'", out);
   if (!valid_tx(req.tx)) return refuse(id, 400, "tx must be 1 to 64 characters of [A-Za-z0-9_-]", out);

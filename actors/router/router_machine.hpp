@@ -149,6 +149,11 @@ public:
   // The kv service's answer to a kv_call. An answer for an unknown or timed-out id is counted
   // and dropped.
   void on_kv_answer(request_id id, const kv::response& answer, int64_t now_us, effects& out);
+  // Whether the router serves: false until the router has authenticated its own identity with
+  // its node's IAM (seed 000: a router authenticates before its protected services start).
+  // Requests meanwhile are answered 503. Starts false.
+  void set_serving(bool serving) { serving_ = serving; }
+  bool serving() const { return serving_; }
   // The IAM actor revoked `token_id` (its token expires at `expires_at_s`).
   void revoke(const std::string& token_id, int64_t expires_at_s);
   // Answers 408 to requests whose call outlived dispatch_timeout_us; forgets expired revocations.
@@ -187,6 +192,7 @@ private:
   void publish(std::string subject, const T& record, effects& out);
 
   config config_;
+  bool serving_ = false;
   node_id issuer_key_;
   std::string audience_;
   iam::verified_token_cache tokens_;

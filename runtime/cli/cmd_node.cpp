@@ -405,6 +405,7 @@ int run_node(int argc, char** argv) {
     standing.epoch_offset_us = mesh_epoch_offset_us();
     setup.reputation = std::move(standing);
     router_setup routing;  // CMTP: the clients' front door (cmesh call)
+    routing.signer = *self_identity;
     routing.epoch_offset_us = mesh_epoch_offset_us();
     setup.router = std::move(routing);
     iam_setup identity_service;           // IAM: always on (handshake, session tokens)

@@ -163,6 +163,7 @@ std::vector<caf::actor> spawn_node_services(caf::actor_system& system, const caf
     context.self = setup.self;
     context.audience = setup.router->audience.empty() ? std::string(router::default_audience) : setup.router->audience;
     context.routing = setup.router->routing;
+    context.signer = setup.router->signer;
     context.epoch_offset_us = setup.router->epoch_offset_us;
     context.events = setup.events;
     services.push_back(router::spawn_router_actor(system, transport, replica, bus, iam_actor, std::move(context)));

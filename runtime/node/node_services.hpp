@@ -114,6 +114,7 @@ struct reputation_setup {
 // router::default_audience).
 struct router_setup {
   router::config routing;          // validated by the caller
+  std::optional<identity> signer;  // the node's identity (self-authentication); REQUIRED to serve
   std::string audience;
   int64_t epoch_offset_us = 0;     // actor clock + this = mesh time
 };

@@ -70,6 +70,8 @@ TEST_CASE("real router: the seed's flow - names registered once, resolved and di
     REQUIRE(nodes.back()->started());
   }
   for (auto& n : nodes) REQUIRE(n->wait_for_text("listening on", 10s));
+  // Each router authenticated its own identity with its node's IAM before serving (seed 000).
+  for (int i = 0; i < 3; ++i) CHECK(nodes[i]->wait_for_text("router authenticated peer=" + dids[i], 10s));
   auto me = new_identity(dir, "me");
   new_identity(dir, "bob");
   const std::string key = dir.file("me.key");

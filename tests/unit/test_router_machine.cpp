@@ -27,7 +27,10 @@ struct fixture {
   request_id next_id = 1;
 
   fixture() { rebuild(); }
-  void rebuild() { m = std::make_unique<machine>(cfg, node.public_key, audience); }
+  void rebuild() {
+    m = std::make_unique<machine>(cfg, node.public_key, audience);
+    m->set_serving(true);
+  }
 
   std::string token(const identity& who, std::string scopes = "state.read state.write events.publish names.resolve names.register",
                     std::string aud = "", int64_t exp_s = t0_us / 1'000'000 + 3600, std::string jti = "jti-1",
@@ -297,4 +300,17 @@ TEST_CASE("router: a publish goes to the bus with the body or the JSON argument,
     f.send(x, admin, "u");
     CHECK(f.answer().status == 501);
   }
+}
+
+TEST_CASE("router: nothing is served before the router has authenticated its own identity") {
+  fixture f;
+  f.m->set_serving(false);
+  f.send("0xS:0x001:f", f.token(f.alice), "early");
+  CHECK(f.out.calls.empty());
+  CHECK(f.out.publishes.empty());
+  CHECK(f.answer().status == 503);
+  CHECK(f.answer().reason.find("authenticated") != std::string::npos);
+  f.m->set_serving(true);
+  f.send("0xS:0x001:f", f.token(f.alice), "later");
+  CHECK(f.out.calls.size() == 1);
 }
