@@ -28,7 +28,7 @@ struct cmtp_command {
   std::string tx;
   std::string fqmn;
   std::string body;
-  std::string scope = "state.read state.write events.publish names.resolve names.register";
+  std::string scope = "state.read state.write events.publish names.resolve names.register proxy";
 };
 
 struct cmtp_outcome {

@@ -39,6 +39,8 @@ struct router_state {
   caf::actor bus;
   std::unique_ptr<machine> routing;
   std::map<request_id, requester> waiting;
+  std::map<uint64_t, request_id> proxied;  // correlation of a request sent to another router -> ours
+  uint64_t next_correlation = 1;
   request_id next_id = 1;
   int64_t armed_us = std::numeric_limits<int64_t>::max();
   caf::actor iam;
@@ -95,6 +97,13 @@ void carry_out(router_actor* self, effects& out) {
               [=](caf::error&) {
                 // The replica is gone (node shutting down): the call's deadline answers 408.
               });
+  }
+  for (auto& p : out.proxies) {
+    const uint64_t correlation = st.next_correlation++;
+    st.proxied[correlation] = p.id;
+    auto encoded = encode_message(st.ctx.self, correlation, p.request);
+    if (encoded) self->send(st.transport, send_atom::value, p.router, services::cmtp, std::move(*encoded));
+    record(self, "proxied", p.router, p.request.fqmn, 0);
   }
   for (auto& p : out.publishes) {
     if (!st.bus) {
@@ -195,6 +204,19 @@ void on_envelope(router_actor* self, const node_id& from, const bytes& data) {
   std::string problem;
   if (!env) {
     problem = env.err().describe();
+  } else if (env->type == cmtp::response::type_id) {
+    // Another router's answer to a request we proxied (0xP).
+    auto found = st.proxied.find(env->correlation);
+    auto response = decode_payload<cmtp::response>(*env);
+    if (found == st.proxied.end() || !response) {
+      problem = found == st.proxied.end() ? "CMTP response to no proxied request" : response.err().describe();
+    } else {
+      const request_id id = found->second;
+      st.proxied.erase(found);
+      effects out;
+      st.routing->on_proxy_answer(id, *response, mesh_us(self), out);
+      return carry_out(self, out);
+    }
   } else if (env->type != cmtp::request::type_id) {
     problem = "unknown CMTP message type " + std::to_string(env->type);
   } else if (auto req = decode_payload<cmtp::request>(*env); !req) {
@@ -222,6 +244,7 @@ caf::behavior run(router_actor* self, caf::actor transport, caf::actor kv, caf::
   st.kv = std::move(kv);
   st.bus = std::move(bus);
   st.routing = std::make_unique<machine>(st.ctx.routing, st.ctx.self, st.ctx.audience);
+  for (const auto& issuer : st.ctx.trusted_issuers) st.routing->trust_issuer(issuer);
   self->set_default_handler(ignore_unexpected);
   self->send(st.transport, register_atom::value, services::cmtp, caf::actor{self});
   // Revocations: the IAM actor tells us every live one now and every later one.

@@ -12,6 +12,11 @@
 // node), logs "router authenticated", and only then serves; meanwhile every request is answered
 // 503. A failed attempt is retried every second. Without an IAM actor or a signer it never serves.
 //
+// Proxy (0xP:<router>:<target>): the target goes to that node's router over the transport as a
+// CMTP request with the client's token; its answer (a cmtp::response envelope with our
+// correlation) answers the client. The remote router accepts the token when it trusts this node's
+// IAM (trusted_issuers: in real mode the Raft group's members).
+//
 // Dispatch: kv calls go to the node's kv replica in process ((kv_request_atom, bytes, caller), so
 // the registrar's owner is the token's subject, never the transport peer); publishes, the audit
 // trail included, go to the node's events bus ((events_pub_atom, ...)). Without a kv replica on
@@ -27,6 +32,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include <caf/atom.hpp>
 
@@ -49,6 +55,7 @@ using router_call_atom = caf::atom_constant<caf::atom("rt_call")>;
 struct actor_context {
   node_id self;
   std::optional<identity> signer;  // the node's identity: the router earns its own session with it
+  std::vector<node_id> trusted_issuers;  // other nodes whose session tokens are accepted (0xP)
   std::string audience;            // tokens must name this audience (default: the node's DID)
   config routing;                  // validated by the caller
   int64_t epoch_offset_us = 0;     // actor clock + this = mesh time (real mode: Unix time)

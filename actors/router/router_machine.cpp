@@ -8,6 +8,7 @@
 
 #include "messages/codec.hpp"
 #include "runtime/crypto/identity.hpp"
+#include "runtime/crypto/jose.hpp"
 
 namespace cmesh::router {
 
@@ -48,6 +49,23 @@ struct response_fields {
 std::string args_text_of(const fqmn& x) {
   if (!x.args) return {};
   return x.args_text.empty() ? json::dump(*x.args) : x.args_text;
+}
+
+// The key to verify `token` with: this node's, or a trusted issuer's named by the token's (not yet
+// verified) iss claim. Any other issuer falls back to this node's key, so the check refuses it as
+// wrong_issuer.
+node_id issuer_of(const std::string& token, const node_id& own, const std::set<node_id>& trusted) {
+  if (trusted.empty()) return own;
+  const auto first = token.find('.');
+  const auto second = first == std::string::npos ? first : token.find('.', first + 1);
+  if (second == std::string::npos) return own;
+  auto payload = jose::base64url_decode(std::string_view(token).substr(first + 1, second - first - 1));
+  if (!payload) return own;
+  auto claims = json::parse(std::string_view(reinterpret_cast<const char*>(payload->data()), payload->size()));
+  const json::value* iss = claims ? claims->find("iss") : nullptr;
+  if (iss == nullptr || !iss->is_string()) return own;
+  auto key = node_id_from_did(iss->as_string());
+  return key && trusted.count(*key) ? *key : own;
 }
 
 bool is_mcom(std::string_view name) {
@@ -177,7 +195,7 @@ void machine::on_request(request_id id, cmtp::request req, int64_t now_us, effec
   if (pending_.size() >= config_.pending_max) return refuse(id, 503, "router busy: too many requests in flight", out);
   // 2. Token (authentication only; the scope is checked once the FQMN is known).
   iam::token_check check;
-  check.issuer_key = issuer_key_;
+  check.issuer_key = issuer_of(req.token, issuer_key_, trusted_);
   check.audience = audience_;
   check.now_s = now_us / 1'000'000;
   check.is_revoked = [this](std::string_view jti) { return revoked_.count(std::string(jti)) != 0; };
@@ -204,6 +222,7 @@ void machine::on_request(request_id id, cmtp::request req, int64_t now_us, effec
     return refuse(id, 403, "insufficient_scope: " + req.fqmn.substr(0, 64) + " needs scope " + needed[0], out);
   // 7. Audit opens.
   pending_request p;
+  p.token = std::move(req.token);
   req.token.clear();
   p.request_hash = request_hash(req);
   p.sub = claims->subject;
@@ -217,11 +236,51 @@ void machine::on_request(request_id id, cmtp::request req, int64_t now_us, effec
   dispatch(id, stored, now_us, out);
 }
 
-void machine::call_kv(request_id id, pending_request& p, kv::request req, int64_t now_us, effects& out) {
-  ++stats_.kv_calls;
+void machine::await(request_id id, pending_request& p, int64_t now_us) {
   p.deadline_us = now_us + config_.dispatch_timeout_us;
   deadlines_.emplace(p.deadline_us, id);
+}
+
+bool machine::settle(request_id id) {
+  auto it = pending_.find(id);
+  if (it == pending_.end() || it->second.deadline_us == 0) {
+    ++stats_.late_answers;
+    return false;
+  }
+  pending_request& p = it->second;
+  for (auto d = deadlines_.lower_bound(p.deadline_us); d != deadlines_.end() && d->first == p.deadline_us; ++d)
+    if (d->second == id) {
+      deadlines_.erase(d);
+      break;
+    }
+  p.deadline_us = 0;
+  return true;
+}
+
+void machine::call_kv(request_id id, pending_request& p, kv::request req, int64_t now_us, effects& out) {
+  ++stats_.kv_calls;
+  await(id, p, now_us);
   out.calls.push_back({id, std::move(req), p.caller});
+}
+
+void machine::on_proxy_answer(request_id id, const cmtp::response& answer, int64_t, effects& out) {
+  if (!settle(id)) return;
+  cmtp::response r;
+  r.status = answer.status;
+  r.reason = answer.reason;
+  r.headers = answer.headers;
+  r.body = answer.body;
+  // The remote router's own audit hash, so the client can check both trails.
+  if (!answer.audit.empty()) {
+    static const char* digits = "0123456789abcdef";
+    std::string hex;
+    for (uint8_t c : answer.audit) {
+      hex.push_back(digits[c >> 4]);
+      hex.push_back(digits[c & 15]);
+    }
+    r.headers["proxied-audit"] = hex;
+  }
+  finish(id, std::move(r), out);
 }
 
 void machine::dispatch(request_id id, pending_request& p, int64_t now_us, effects& out) {
@@ -284,11 +343,31 @@ void machine::dispatch(request_id id, pending_request& p, int64_t now_us, effect
       q.value = to_string(*x.target);
       return call_kv(id, p, std::move(q), now_us, out);
     }
+    case opcode::proxy: {
+      const fqmn& target = *x.target;
+      const std::vector<std::string> needed = {std::string(required_scope(target))};
+      if (!iam::covers(p.scopes, needed)) {
+        r.status = 403;
+        r.reason = "insufficient_scope: the proxied " + to_string(target).substr(0, 64) + " needs scope " + needed[0];
+        return finish(id, std::move(r), out);
+      }
+      if (x.router_key == issuer_key_) {  // ourselves: dispatch the target here
+        fqmn inner = target;
+        p.current = std::move(inner);
+        return dispatch(id, p, now_us, out);
+      }
+      ++stats_.proxied;
+      cmtp::request forward = p.req;
+      forward.fqmn = to_string(target);
+      forward.token = p.token;
+      await(id, p, now_us);
+      out.proxies.push_back({id, x.router_key, std::move(forward)});
+      return;
+    }
     case opcode::events_read:
     case opcode::iam:
     case opcode::contract:
     case opcode::consensus:
-    case opcode::proxy:
       r.status = 501;
       r.reason = std::string(opcode_text(x.op)) + " is not served by this router yet";
       return finish(id, std::move(r), out);
@@ -296,18 +375,8 @@ void machine::dispatch(request_id id, pending_request& p, int64_t now_us, effect
 }
 
 void machine::on_kv_answer(request_id id, const kv::response& answer, int64_t now_us, effects& out) {
-  auto it = pending_.find(id);
-  if (it == pending_.end() || it->second.deadline_us == 0) {
-    ++stats_.late_answers;
-    return;
-  }
-  pending_request& p = it->second;
-  for (auto d = deadlines_.lower_bound(p.deadline_us); d != deadlines_.end() && d->first == p.deadline_us; ++d)
-    if (d->second == id) {
-      deadlines_.erase(d);
-      break;
-    }
-  p.deadline_us = 0;
+  if (!settle(id)) return;
+  pending_request& p = pending_.find(id)->second;
   cmtp::response r;
   if (answer.status == 503) {
     r.status = 503;

@@ -115,11 +115,20 @@ struct effects {
     request_id id = 0;
     cmtp::response response;
   };
+  // 0xP: send `request` to the router of node `router` over the transport; answer with
+  // on_proxy_answer(id, ...).
+  struct proxy {
+    request_id id = 0;
+    node_id router;
+    cmtp::request request;
+  };
   std::vector<kv_call> calls;
+  std::vector<proxy> proxies;
   std::vector<publish> publishes;  // in order
   std::vector<respond> responses;
 
   void clear() {
+    proxies.clear();
     calls.clear();
     publishes.clear();
     responses.clear();
@@ -135,6 +144,7 @@ struct stats {
   uint64_t timeouts = 0;
   uint64_t late_answers = 0;   // a service answered after its request timed out
   uint64_t rate_limited = 0;
+  uint64_t proxied = 0;
 };
 
 class machine {
@@ -154,6 +164,12 @@ public:
   // Requests meanwhile are answered 503. Starts false.
   void set_serving(bool serving) { serving_ = serving; }
   bool serving() const { return serving_; }
+  // The remote router's answer to a proxy effect. An answer for an unknown or timed-out id is
+  // counted and dropped.
+  void on_proxy_answer(request_id id, const cmtp::response& answer, int64_t now_us, effects& out);
+  // Other nodes whose IAM this router trusts to issue session tokens (for requests proxied to it
+  // by their routers: 0xP). Its own node is always trusted.
+  void trust_issuer(const node_id& issuer) { trusted_.insert(issuer); }
   // The IAM actor revoked `token_id` (its token expires at `expires_at_s`).
   void revoke(const std::string& token_id, int64_t expires_at_s);
   // Answers 408 to requests whose call outlived dispatch_timeout_us; forgets expired revocations.
@@ -169,6 +185,7 @@ public:
 private:
   struct pending_request {
     cmtp::request req;             // token cleared
+    std::string token;             // kept only to forward the request (0xP)
     std::string sub;
     node_id caller;
     std::vector<std::string> scopes;
@@ -187,6 +204,8 @@ private:
   bool take_token(const std::string& sub, int64_t now_us, int64_t& retry_ms);
   void dispatch(request_id id, pending_request& p, int64_t now_us, effects& out);
   void call_kv(request_id id, pending_request& p, kv::request req, int64_t now_us, effects& out);
+  void await(request_id id, pending_request& p, int64_t now_us);
+  bool settle(request_id id);  // the outstanding call of `id` answered: false if unknown or late
   void finish(request_id id, cmtp::response response, effects& out, uint64_t committed_index = 0);
   template <class T>
   void publish(std::string subject, const T& record, effects& out);
@@ -194,6 +213,7 @@ private:
   config config_;
   bool serving_ = false;
   node_id issuer_key_;
+  std::set<node_id> trusted_;                   // other issuers accepted (0xP)
   std::string audience_;
   iam::verified_token_cache tokens_;
   std::map<std::string, int64_t> revoked_;      // token id -> its token's exp (Unix seconds)

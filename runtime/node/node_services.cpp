@@ -164,6 +164,10 @@ std::vector<caf::actor> spawn_node_services(caf::actor_system& system, const caf
     context.audience = setup.router->audience.empty() ? std::string(router::default_audience) : setup.router->audience;
     context.routing = setup.router->routing;
     context.signer = setup.router->signer;
+    context.trusted_issuers = setup.router->trusted_issuers;
+    if (context.trusted_issuers.empty() && setup.raft)
+      for (const auto& member : setup.raft->voters)
+        if (member != setup.self) context.trusted_issuers.push_back(member);
     context.epoch_offset_us = setup.router->epoch_offset_us;
     context.events = setup.events;
     services.push_back(router::spawn_router_actor(system, transport, replica, bus, iam_actor, std::move(context)));

@@ -115,6 +115,7 @@ struct reputation_setup {
 struct router_setup {
   router::config routing;          // validated by the caller
   std::optional<identity> signer;  // the node's identity (self-authentication); REQUIRED to serve
+  std::vector<node_id> trusted_issuers;  // other nodes whose tokens it accepts (0xP); default: the Raft group
   std::string audience;
   int64_t epoch_offset_us = 0;     // actor clock + this = mesh time
 };

@@ -109,6 +109,12 @@ TEST_CASE("real router: the seed's flow - names registered once, resolved and di
   auto example = call(dir, {"0xR:helloWorldExample.mcom", "--identity", key, "--node", addresses[0]});
   CHECK(example.code == 0);
   CHECK(has_line_starting(example.output, "\"hello, world\""));
+  // 0xP: node 0's router forwards to node 2's (which trusts node 0's IAM: same Raft group).
+  auto proxied = call(dir, {"0xP:" + dids[2] + ":0xR:helloWorldExample.mcom", "--identity", key, "--node", addresses[0]});
+  INFO(proxied.output);
+  CHECK(proxied.code == 0);
+  CHECK(has_line_starting(proxied.output, "\"hello, world\""));
+  CHECK(nodes[0]->wait_for_text("router proxied peer=" + dids[2], 5s));
   auto google = call(dir, {"0xR:google.com", "--identity", key, "--node", addresses[0]});
   CHECK(google.code == 1);
   CHECK(has_line_starting(google.output, "404 "));

@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "runtime/crypto/identity.hpp"
 #include "sim/simulation.hpp"
 
 using namespace cmesh;
@@ -57,6 +58,8 @@ flow_result run_flow(uint64_t seed, bool crash_leader) {
       {at(14.0), 0, 2, "ro", "0xSW:0x001", "\"x\"", "state.read names.resolve"},
       // During the crashes (when there are any): through node 2, which stays up.
       {at(7.2), 2, 0, "during", "0xSW:0x001:during", "\"d\""},
+      // 0xP: node 1's router forwards to node 2's, which trusts node 1's IAM (same Raft group).
+      {at(14.5), 1, 0, "px", "0xP:" + identity::derive_for_simulation(seed, 2).did() + ":0xR:helloWorldExample.mcom", ""},
   };
   if (crash_leader) {
     // Crash whichever node is then leader: all three in turn for 1.5 s each, between the writes
@@ -110,6 +113,8 @@ TEST_CASE("sim router: the seed's flow - registered once, resolved and dispatche
       // Written while the leader was down: answered exactly once, committed or refused plainly.
       const uint16_t during = status(10);
       CHECK((during == 200 || during == 503 || during == 408));
+      CHECK(status(11) == 200);
+      if (const auto* a = answer_of(r, 11)) CHECK(a->body == "\"hello, world\"");
       if (const auto* a = answer_of(r, 5)) CHECK(a->body == "\"contract state\"");
       if (const auto* a = answer_of(r, 6)) CHECK(a->body == "\"hello, world\"");
       if (const auto* a = answer_of(r, 3)) CHECK(a->audit.size() == 32);

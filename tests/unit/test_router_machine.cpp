@@ -32,7 +32,7 @@ struct fixture {
     m->set_serving(true);
   }
 
-  std::string token(const identity& who, std::string scopes = "state.read state.write events.publish names.resolve names.register",
+  std::string token(const identity& who, std::string scopes = "state.read state.write events.publish names.resolve names.register proxy",
                     std::string aud = "", int64_t exp_s = t0_us / 1'000'000 + 3600, std::string jti = "jti-1",
                     const identity* signer = nullptr) {
     iam::session_claims c;
@@ -313,4 +313,61 @@ TEST_CASE("router: nothing is served before the router has authenticated its own
   f.m->set_serving(true);
   f.send("0xS:0x001:f", f.token(f.alice), "later");
   CHECK(f.out.calls.size() == 1);
+}
+
+TEST_CASE("router: 0xP dispatches to itself locally, forwards to another router with the client's token, answers with its answer; trusted issuers only") {
+  fixture f;
+  auto tok = f.token(f.alice);
+  identity other = identity::derive_for_simulation(21, 5);
+  // To ourselves: the target runs here.
+  auto self_id = f.send("0xP:" + f.node.did() + ":0xS:0x001:f", tok, "self");
+  REQUIRE(f.out.calls.size() == 1);
+  CHECK(f.out.calls[0].req.key == "state/0x001/f");
+  CHECK(f.out.proxies.empty());
+  f.kv_answer(self_id, 200, "local", true);
+  CHECK(f.answer().status == 200);
+  // To another router: forwarded with the token and the target as its FQMN.
+  auto id = f.send("0xP:" + other.did() + ":0xR:helloWorld.mcom", tok, "px");
+  CHECK(f.out.calls.empty());
+  REQUIRE(f.out.proxies.size() == 1);
+  CHECK(f.out.proxies[0].router == other.public_key);
+  CHECK(f.out.proxies[0].request.fqmn == "0xR:helloWorld.mcom");
+  CHECK(f.out.proxies[0].request.token == tok);
+  CHECK(f.out.proxies[0].request.tx == "px");
+  cmtp::response remote;
+  remote.status = 200;
+  remote.body = {'h', 'i'};
+  remote.audit = bytes(32, 0xab);
+  f.out.clear();
+  f.m->on_proxy_answer(id, remote, t0_us + 1000, f.out);
+  CHECK(f.answer().status == 200);
+  std::string remote_audit_hex;
+  for (int i = 0; i < 32; ++i) remote_audit_hex += "ab";
+  CHECK(f.answer().headers.at("proxied-audit") == remote_audit_hex);
+  CHECK(f.answer().audit.size() == 32);  // our own audit of the proxied request
+  // The target's scope is checked here too.
+  auto reader = f.token(f.bob, "proxy names.resolve", "", t0_us / 1'000'000 + 3600, "bob");
+  f.send("0xP:" + other.did() + ":0xSW:0x001:f", reader, "px2");
+  CHECK(f.out.proxies.empty());
+  CHECK(f.answer().status == 403);
+  // Unanswered: 408 at the deadline, a late answer dropped.
+  id = f.send("0xP:" + other.did() + ":0xS:0x001:f", tok, "px3");
+  f.out.clear();
+  f.m->tick(t0_us + f.cfg.dispatch_timeout_us, f.out);
+  CHECK(f.answer().status == 408);
+  f.out.clear();
+  f.m->on_proxy_answer(id, remote, t0_us + f.cfg.dispatch_timeout_us + 1, f.out);
+  CHECK(f.out.responses.empty());
+  // Tokens from another node's IAM: refused unless that node is trusted.
+  auto foreign = f.token(f.alice, "state.read", "", t0_us / 1'000'000 + 3600, "foreign", &other);
+  f.send("0xS:0x001:f", foreign, "t1");
+  CHECK(f.answer().status == 401);
+  CHECK(f.answer().reason.find("wrong_issuer") != std::string::npos);
+  f.m->trust_issuer(other.public_key);
+  f.send("0xS:0x001:f", foreign, "t2");
+  CHECK(f.out.calls.size() == 1);
+  // Trust in one foreign issuer is not trust in any: a rogue issuer is still refused.
+  identity rogue = identity::derive_for_simulation(21, 6);
+  f.send("0xS:0x001:f", f.token(f.alice, "state.read", "", t0_us / 1'000'000 + 3600, "rogue", &rogue), "t3");
+  CHECK(f.answer().status == 401);
 }
