@@ -156,14 +156,22 @@ TEST_CASE("router: the security matrix - no token, expired, wrong audience, tamp
        "wrong_issuer"},
       {"scope for reads only, asking a write", good, 403, "insufficient_scope"},
   };
-  for (const auto& r : rows) {
-    INFO(r.what);
-    const std::string fqmn = r.status == 403 ? "0xSW:0x001:f" : "0xS:0x001:f";
-    f.send(fqmn, r.token, "t");
-    CHECK(f.out.calls.empty());
-    CHECK(f.out.publishes.empty());  // refusals before the audit leave no trail
-    CHECK(f.answer().status == r.status);
-    CHECK(f.answer().reason.find(r.reason_part) != std::string::npos);
+  // Every protected service the router fronts, each refused the same way.
+  const std::vector<std::string> services = {"0xS:0x001:f", "0xR:helloWorld.mcom", "0xEW:orders.created",
+                                             "0xRW:register:x.mcom:0xS:0x001", "0xP:" + f.node.did() + ":0xS:0x001"};
+  int tx = 0;
+  for (const auto& service : services) {
+    for (const auto& r : rows) {
+      INFO(r.what << " for " << service);
+      // The read-only token asks for something it does not cover: any write, or 0xP/0xR.
+      const std::string fqmn = r.status == 403 && service.rfind("0xS:", 0) == 0 ? "0xSW:0x001:f" : service;
+      f.send(fqmn, r.token, "t" + std::to_string(tx++));
+      CHECK(f.out.calls.empty());
+      CHECK(f.out.proxies.empty());
+      CHECK(f.out.publishes.empty());  // refusals before the audit leave no trail
+      CHECK(f.answer().status == r.status);
+      CHECK(f.answer().reason.find(r.reason_part) != std::string::npos);
+    }
   }
   // Revoked: accepted once (and cached), refused after the IAM actor's revocation.
   auto id = f.send("0xS:0x001:f", good, "r1");
