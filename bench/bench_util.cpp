@@ -28,11 +28,11 @@ double percentile(std::vector<double> values, double fraction) {
   return values[std::min(index, values.size() - 1)];
 }
 
-child_result run_self(const std::vector<std::string>& args) {
+child_result run_self(const std::vector<std::string>& args, bool stderr_to_terminal) {
   child_result result;
   auto started = std::chrono::steady_clock::now();
   cli::child_process child;
-  if (!cli::spawn_self(args, true, false, child)) return result;
+  if (!cli::spawn_self(args, !stderr_to_terminal, false, child)) return result;
   pid_t pid = child.pid;
   char buffer[4096];
   ssize_t n;

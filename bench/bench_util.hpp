@@ -17,8 +17,9 @@ struct child_result {
   long peak_rss_kib = 0;  // ru_maxrss of the child
   double wall_seconds = 0;
 };
-// Runs this binary (/proc/self/exe) with `args`, capturing stdout and stderr.
-child_result run_self(const std::vector<std::string>& args);
+// Runs this binary (/proc/self/exe) with `args`, capturing stdout and stderr (with
+// `stderr_to_terminal`, only stdout: the child's stderr, e.g. progress, goes where ours goes).
+child_result run_self(const std::vector<std::string>& args, bool stderr_to_terminal = false);
 
 // "key=value" lookup in a summary line set, e.g. find_number(out, "delivered_per_wall_second").
 double find_number(const std::string& text, const std::string& key);

@@ -10,6 +10,7 @@
 #include "actors/rmb/rmb_actor.hpp"
 #include "actors/swim/swim_actor.hpp"
 #include "runtime/crypto/identity.hpp"
+#include "sim/membership_log.hpp"
 #include "sim/simulation.hpp"
 
 using namespace cmesh;
@@ -91,33 +92,7 @@ TEST_CASE("sim agents: a crashed agent is declared failed by the agents that kno
 
 namespace {
 
-// Membership changes as each agent sees them: who it currently holds as failed (declared failed
-// and not back since), every failure declaration, and suspicions.
-struct membership_log : swim::observer {
-  std::map<node_id, std::set<node_id>> failed_now;        // observer -> members it holds failed
-  std::map<node_id, std::vector<node_id>> declarations;   // observer -> every member_failed
-  std::map<node_id, int64_t> first_rumor_us;
-  uint64_t suspicions = 0;
-  uint64_t refutations = 0;
-  void on_event(const node_id& self, const swim::event& e, int64_t now_us) override {
-    switch (e.kind) {
-      case swim::event_kind::member_failed:
-        failed_now[self].insert(e.member);
-        declarations[self].push_back(e.member);
-        break;
-      case swim::event_kind::member_joined:
-      case swim::event_kind::member_alive:
-        failed_now[self].erase(e.member);
-        break;
-      case swim::event_kind::member_suspected: ++suspicions; break;
-      case swim::event_kind::self_refuted: ++refutations; break;
-      case swim::event_kind::rumor_received: first_rumor_us.emplace(self, now_us); break;
-      default: break;
-    }
-  }
-  void on_sent(const node_id&, size_t, bool, int64_t) override {}
-};
-
+using sim::membership_log;
 
 node_id key_of(uint64_t seed, uint32_t index) {
   return identity::derive_for_simulation(seed, index).public_key;
