@@ -13,6 +13,7 @@ int run_bench(int argc, char** argv) {
       "Benchmarks:\n"
       "  gossip      rumor dissemination through imAlive membership at 1,000 and 10,000 simulated agents\n"
       "  membership  imAlive failure detector in the simulator: false removals with frozen agents, crash detection time\n"
+      "  search-memory  peak memory of simulated agents whose gossip search caches are full\n"
       "  transport   encrypted frames between two processes on loopback: frames/s, p50/p99 latency\n"
       "  sim         simulator speed at 1,000 and 10,000 nodes vs the raw CAF ceiling, peak memory\n"
       "  election    Raft leader election time after a leader crash (the Raft paper's Figure 16), simulated\n"
@@ -35,6 +36,8 @@ int run_bench(int argc, char** argv) {
   if (name == "gossip-node") return bench::run_gossip_node(argc - 1, argv + 1);
   if (name == "membership") return bench::run_membership_bench(argc - 1, argv + 1);
   if (name == "membership-run") return bench::run_membership_scenario(argc - 1, argv + 1);
+  if (name == "search-memory") return bench::run_search_memory_bench(argc - 1, argv + 1);
+  if (name == "search-memory-run") return bench::run_search_memory_scenario(argc - 1, argv + 1);
   if (name == "kv") return bench::run_kv_bench(argc - 1, argv + 1);
   if (name == "router") return bench::run_router_bench(argc - 1, argv + 1);
   if (name == "router-run") return bench::run_router_run(argc - 1, argv + 1);

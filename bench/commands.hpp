@@ -10,6 +10,8 @@ int run_router_bench(int argc, char** argv);
 int run_router_run(int argc, char** argv);  // child process of the router benchmark
 int run_membership_bench(int argc, char** argv);
 int run_membership_scenario(int argc, char** argv);  // child process of the membership benchmark
+int run_search_memory_bench(int argc, char** argv);
+int run_search_memory_scenario(int argc, char** argv);  // child process of search-memory
 int run_transport_bench(int argc, char** argv);
 int run_transport_server(int argc, char** argv);  // child process of the transport benchmark
 }  // namespace cmesh::bench

@@ -364,6 +364,15 @@ void simulation::impl::boot(uint32_t index) {
     }
     setup.swim = std::move(ss);
   }
+  if (options.agents.gossip) {
+    gossip_setup gs;
+    gs.search = options.agents.search;
+    gs.profile.category = "grocery";
+    gs.profile.name = "n" + std::to_string(index % 100);
+    if (options.agents.gossip_prefill)
+      gs.prefill = [fill = options.agents.gossip_prefill, index](gossip::machine& m) { fill(index, m); };
+    setup.gossip = std::move(gs);
+  }
   if (options.agents.rmb) {
     rmb_setup bus;
     bus.twins.push_back(self);

@@ -12,12 +12,14 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <set>
 #include <string>
 #include <vector>
 
 #include "actors/aggregator/aggregator_machine.hpp"
+#include "actors/gossip/gossip_machine.hpp"
 #include "actors/peer/peer_machine.hpp"
 #include "actors/raft/raft_machine.hpp"
 #include "actors/reputation/reputation_machine.hpp"
@@ -120,6 +122,13 @@ struct agent_options {
   int64_t broadcast_at_us = -1;       // >= 0: node 0 broadcasts rumor 1 then (gossip benchmark)
   swim::observer* watcher = nullptr;  // benchmark and tests
   aggregator_options aggregator;
+  // Cached gossip search (actors/gossip) on every node; contacts are the node's imAlive members
+  // when `swim` is on. Node i's profile: category "grocery", name "n<i % 100>".
+  bool gossip = false;
+  gossip::config search;
+  // Benchmarks only: fills node `index`'s gossip machine through its public API before the actor
+  // starts (cmesh bench search-memory). Must be deterministic.
+  std::function<void(uint32_t index, gossip::machine&)> gossip_prefill;
   // The events bus (actors/events) on every node, and a simulated client driving it.
   bool events = false;
   events::observer* events_observer = nullptr;

@@ -200,6 +200,10 @@ caf::behavior run(gossip_actor* self, caf::actor transport, caf::actor membershi
   st.transport = std::move(transport);
   st.protocol = std::make_unique<machine>(st.ctx.search, st.ctx.self, st.ctx.listen_address,
                                           st.ctx.profile, rng(st.ctx.rng_seed));
+  if (st.ctx.prefill) {
+    st.ctx.prefill(*st.protocol);
+    st.ctx.prefill = nullptr;  // may hold a lot (a benchmark's rows): not needed any more
+  }
   self->set_default_handler(ignore_unexpected);
   self->send(st.transport, register_atom::value, services::gossip, caf::actor{self});
   st.members.emplace(st.ctx.self, static_cast<bool>(membership));

@@ -15,6 +15,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 
 #include "actors/gossip/gossip_machine.hpp"
@@ -45,6 +46,10 @@ struct actor_context {
   uint64_t rng_seed = 0;
   event_sink* events = nullptr;    // searches started and finished are logged
   search_observer* observer = nullptr;
+  // Benchmarks only (cmesh bench search-memory): called once with the fresh machine, before the
+  // actor handles anything, to fill its caches through the machine's public API. Must be
+  // deterministic (it runs inside the simulation).
+  std::function<void(machine&)> prefill;
 };
 
 // `membership` may be an invalid handle: contacts then follow the transport's peers.

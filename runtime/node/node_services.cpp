@@ -83,6 +83,7 @@ std::vector<caf::actor> spawn_node_services(caf::actor_system& system, const caf
     gossip_context.rng_seed = mix_seed(setup.rng_seed, /*stream: gossip search*/ 5);
     gossip_context.events = setup.events;
     gossip_context.observer = setup.gossip->observer;
+    gossip_context.prefill = setup.gossip->prefill;
     caf::actor membership = setup.swim ? services.back() : caf::actor{};
     services.push_back(
         gossip::spawn_gossip_actor(system, transport, membership, std::move(gossip_context)));

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -75,6 +76,7 @@ struct gossip_setup {
   gossip::config search;
   gossip::search_tags profile;                // validated by the caller
   gossip::search_observer* observer = nullptr;  // simulation checkers only
+  std::function<void(gossip::machine&)> prefill;  // benchmarks only (see gossip::actor_context)
 };
 
 // Aggregator directory (actors/aggregator): serve a directory, register the node's identity at
