@@ -545,11 +545,15 @@ const machine::requester* machine::referral_candidate(const search_tags& tags,
 
 void machine::remember_gossip(const search_tags& tags, const node_id& origin,
                               const std::string& address) {
+  // Built at its final size (a vector grown by insertion keeps up to twice the room it needs, and
+  // a full gossip cache holds 10,000 of these).
+  const auto* old = gossip_cache_.peek(tags);
   std::vector<requester> rows;
-  if (const auto* old = gossip_cache_.peek(tags)) rows = *old;
-  std::erase_if(rows, [&](const requester& r) { return r.key == origin; });
-  rows.insert(rows.begin(), requester{origin, address});
-  if (rows.size() > config_.requesters_per_tags_max) rows.resize(config_.requesters_per_tags_max);
+  rows.reserve(std::min(config_.requesters_per_tags_max, 1 + (old ? old->size() : 0)));
+  rows.push_back(requester{origin, address});
+  if (old)
+    for (const auto& r : *old)
+      if (r.key != origin && rows.size() < config_.requesters_per_tags_max) rows.push_back(r);
   size_t size = tags_bytes(tags);
   for (const auto& r : rows) size += 32 + r.address.size();
   gossip_cache_.put(tags, std::move(rows), size);
@@ -559,12 +563,16 @@ void machine::remember_gossip(const search_tags& tags, const node_id& origin,
 // responses_per_request_max rows.
 void machine::cache_answers(const search_tags& tags, const std::vector<match>& found) {
   if (found.empty()) return;
-  std::vector<match> rows = found;
-  if (const auto* old = request_cache_.peek(tags))
+  // Built at its final size, as above.
+  const size_t max = config_.responses_per_request_max;
+  const auto* old = request_cache_.peek(tags);
+  std::vector<match> rows;
+  rows.reserve(std::min(max, found.size() + (old ? old->size() : 0)));
+  for (const auto& m : found)
+    if (rows.size() < max) rows.push_back(m);
+  if (old)
     for (const auto& m : *old)
-      if (!contains_key(rows, m.key)) rows.push_back(m);
-  if (rows.size() > config_.responses_per_request_max)
-    rows.resize(config_.responses_per_request_max);
+      if (rows.size() < max && !contains_key(rows, m.key)) rows.push_back(m);
   size_t size = tags_bytes(tags);
   for (const auto& m : rows) size += row_bytes(m);
   request_cache_.put(tags, std::move(rows), size);

@@ -1,9 +1,11 @@
 // A least-recently-used cache bounded both by entry count and by bytes.
 //
 // Used by the gossip machine (request/response cache, gossip cache, seen searches, pending offers)
-// and by the reputation machine (report cache, subject records). Pure and deterministic: keys are
-// kept in an ordered std::map (never an unordered container), recency in a std::list, so the
-// same inputs give the same evictions on every platform.
+// and by the reputation machine (report cache, subject records). Pure and deterministic: entries
+// live in a std::list in recency order, indexed by an ordered std::set of list positions compared
+// by key (never an unordered container), so the same inputs give the same evictions on every
+// platform. Each key is stored once, in its list entry (the index holds only a position): a
+// gossip cache key is five strings, 160 bytes before any heap block, and was stored twice.
 //
 // Byte accounting: the caller states each entry's size when it stores it (`put(key, value, bytes)`)
 // and is responsible for measuring it the same way every time. The cache counts those sizes, not
@@ -22,7 +24,7 @@
 #include <cstdint>
 #include <iterator>
 #include <list>
-#include <map>
+#include <set>
 #include <utility>
 
 namespace cmesh {
@@ -51,14 +53,14 @@ public:
       return nullptr;
     }
     ++hits_;
-    order_.splice(order_.begin(), order_, found->second);
-    return &found->second->value;
+    order_.splice(order_.begin(), order_, *found);  // list positions stay valid
+    return &(*found)->value;
   }
 
   // Looks `key` up without changing recency or counters.
   const Value* peek(const Key& key) const {
     auto found = index_.find(key);
-    return found == index_.end() ? nullptr : &found->second->value;
+    return found == index_.end() ? nullptr : &(*found)->value;
   }
   bool contains(const Key& key) const { return index_.count(key) != 0; }
 
@@ -72,7 +74,7 @@ public:
       return false;
     }
     order_.push_front(entry{key, std::move(value), entry_bytes});
-    index_.emplace(key, order_.begin());
+    index_.insert(order_.begin());
     bytes_ += entry_bytes;
     while (order_.size() > entries_max_ || bytes_ > bytes_max_) evict_least_recent();
     return true;
@@ -82,9 +84,10 @@ public:
   bool erase(const Key& key) {
     auto found = index_.find(key);
     if (found == index_.end()) return false;
-    bytes_ -= found->second->bytes;
-    order_.erase(found->second);
-    index_.erase(found);
+    auto position = *found;
+    bytes_ -= position->bytes;
+    index_.erase(found);  // before the list entry that holds its key goes
+    order_.erase(position);
     return true;
   }
 
@@ -117,16 +120,26 @@ private:
     assert(!order_.empty());
     auto last = std::prev(order_.end());
     bytes_ -= last->bytes;
-    index_.erase(last->key);
+    index_.erase(last);  // finds it by its key, which must still be alive
     order_.erase(last);
     ++evictions_;
   }
 
+  using position = typename std::list<entry>::iterator;
+  // Orders list positions by the key of the entry they point at; also compares with a bare key
+  // (transparent), so find(key) needs no entry.
+  struct by_key {
+    using is_transparent = void;
+    bool operator()(const position& a, const position& b) const { return a->key < b->key; }
+    bool operator()(const position& a, const Key& b) const { return a->key < b; }
+    bool operator()(const Key& a, const position& b) const { return a < b->key; }
+  };
+
   size_t entries_max_;
   size_t bytes_max_;
   size_t bytes_ = 0;
-  std::list<entry> order_;                                   // most recent first
-  std::map<Key, typename std::list<entry>::iterator> index_;  // ordered: deterministic
+  std::list<entry> order_;            // most recent first; owns the keys
+  std::set<position, by_key> index_;  // ordered by key: deterministic
   uint64_t evictions_ = 0;
   uint64_t hits_ = 0;
   uint64_t misses_ = 0;
