@@ -24,6 +24,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <map>
 #include <set>
 
 #include "actors/swim/swim_actor.hpp"
@@ -206,19 +207,42 @@ int run_membership_scenario(int argc, char** argv) {
         ++false_removals;
         falsely_removed.insert(m);
       }
+  // Where false removals come from: the declared agent was frozen shortly before (its freeze
+  // ended at most 80 s earlier: longer than the longest suspicion timeout at 1,000 agents), or
+  // the declaring agent was, or neither.
+  std::map<node_id, std::vector<std::pair<int64_t, int64_t>>> frozen_windows;
+  for (const auto& f : o.faults.freezes) frozen_windows[keys[f.node]].emplace_back(f.start_us, f.end_us);
+  auto frozen_before = [&](const node_id& who, int64_t at) {
+    auto it = frozen_windows.find(who);
+    if (it == frozen_windows.end()) return false;
+    for (const auto& [start, end] : it->second)
+      if (start <= at && at <= end + 80'000'000) return true;
+    return false;
+  };
+  uint64_t false_member_frozen = 0, false_observer_frozen = 0, false_other = 0;
+  for (const auto& d : log.timeline) {
+    if (crashed_keys.count(d.member)) continue;
+    if (frozen_before(d.member, d.at_us)) ++false_member_frozen;
+    else if (frozen_before(d.observer, d.at_us)) ++false_observer_frozen;
+    else ++false_other;
+  }
   uint64_t member_periods = uint64_t{o.nodes} * static_cast<uint64_t>(o.duration_us / period_us);
   rusage usage{};
   getrusage(RUSAGE_SELF, &usage);
   std::printf("scenario=%s seed=%llu nodes=%u virtual_s=%lld waves=%llu member_periods=%llu "
               "suspicions=%llu refutations=%llu failure_declarations=%llu false_removals=%llu "
-              "agents_falsely_removed=%zu",
+              "agents_falsely_removed=%zu false_of_recently_frozen=%llu false_by_recently_frozen=%llu "
+              "false_other=%llu",
               scenario.c_str(), static_cast<unsigned long long>(o.seed), o.nodes,
               static_cast<long long>(o.duration_us / 1'000'000), static_cast<unsigned long long>(waves),
               static_cast<unsigned long long>(member_periods),
               static_cast<unsigned long long>(log.suspicions),
               static_cast<unsigned long long>(log.refutations),
               static_cast<unsigned long long>(log.failures),
-              static_cast<unsigned long long>(false_removals), falsely_removed.size());
+              static_cast<unsigned long long>(false_removals), falsely_removed.size(),
+              static_cast<unsigned long long>(false_member_frozen),
+              static_cast<unsigned long long>(false_observer_frozen),
+              static_cast<unsigned long long>(false_other));
   std::vector<double> detect_all, remove_all;
   if (!frozen) {
     std::vector<double> detect, remove;

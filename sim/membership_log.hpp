@@ -23,6 +23,11 @@ namespace cmesh::sim {
 struct membership_log : swim::observer {
   std::map<node_id, std::set<node_id>> failed_now;        // observer -> members it holds failed
   std::map<node_id, std::vector<node_id>> declarations;   // observer -> every member_failed
+  struct declaration {
+    node_id observer, member;
+    int64_t at_us;
+  };
+  std::vector<declaration> timeline;                      // every member_failed, in time order
   std::map<node_id, int64_t> first_rumor_us;
   uint64_t suspicions = 0;    // member_suspected events, summed over observers
   uint64_t refutations = 0;   // self_refuted events
@@ -40,6 +45,7 @@ struct membership_log : swim::observer {
         ++failures;
         failed_now[self].insert(e.member);
         declarations[self].push_back(e.member);
+        timeline.push_back({self, e.member, now_us});
         note_first(first_failed_us, e.member, now_us);
         break;
       case swim::event_kind::member_joined:
