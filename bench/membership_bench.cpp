@@ -57,6 +57,7 @@ cli::command_spec run_spec() {
                                  "16,384); K > 0: partial views of K random contacts (member table K + 16)", "0"},
                {"fraction", "P", "agents frozen (crashed) per wave", "0.1 (frozen), 0.01 (crash)"},
                {"every", "T", "one wave every T", "10s"},
+               {"retransmit-mult", "M", "swim retransmit_mult: each update is sent M * ceil(log10(n + 1)) times", "4"},
                {"freeze-for", "T", "length of a freeze", "2s"},
                {"tail", "T", "quiet time after the last wave (crash: room for the suspicion timeout)",
                 "20s (frozen), 60s (crash)"}};
@@ -109,12 +110,13 @@ int run_membership_scenario(int argc, char** argv) {
   auto seconds = cli::get_unsigned(*parsed, "seconds", 1000, 1, 1'000'000);
   auto seed = cli::get_unsigned(*parsed, "seed", 1, 0, ~uint64_t{0});
   auto contacts = cli::get_unsigned(*parsed, "contacts", 0, 0, 100'000);
+  auto retransmit = cli::get_unsigned(*parsed, "retransmit-mult", 4, 1, 64);
   double loss = std::atof(parsed->get("loss", frozen ? "0.05" : "0").c_str());
   double fraction = std::atof(parsed->get("fraction", frozen ? "0.1" : "0.01").c_str());
   auto every = sim::parse_duration_us(parsed->get("every", "10s"));
   auto freeze_for = sim::parse_duration_us(parsed->get("freeze-for", "2s"));
   auto tail = sim::parse_duration_us(parsed->get("tail", frozen ? "20s" : "60s"));
-  if ((!frozen && scenario != "crash") || !nodes || !seconds || !seed || !contacts || !every ||
+  if ((!frozen && scenario != "crash") || !nodes || !seconds || !seed || !contacts || !retransmit || !every ||
       !freeze_for || !tail || *every <= 0 || *freeze_for <= 0 || *freeze_for >= *every ||
       loss < 0 || loss >= 1 || fraction <= 0 || fraction >= 1) {
     std::fprintf(stderr, "cmesh bench membership-run: bad arguments (see --help)\n");
@@ -137,6 +139,7 @@ int run_membership_scenario(int argc, char** argv) {
     o.agents.contacts = static_cast<uint32_t>(*contacts);
     o.agents.membership.member_table_max = static_cast<size_t>(*contacts) + 16;
   }
+  o.agents.membership.retransmit_mult = static_cast<uint32_t>(*retransmit);
   o.agents.watcher = &log;
   const int64_t period_us = o.agents.membership.protocol_period_us;
   const auto per_wave = std::max<uint32_t>(1, static_cast<uint32_t>(fraction * o.nodes));
@@ -296,6 +299,7 @@ cli::command_spec spec() {
                {"crash-seconds", "S", "virtual length of a crash run", "170"},
                {"contacts", "K", "0: full views (every agent knows all others); K > 0: partial views of K "
                                  "random contacts, member tables of K + 16 (as cmesh bench gossip: 64)", "0"},
+               {"retransmit-mult", "M", "swim retransmit_mult of every agent", "4"},
                {"runs", "R", "seeds per scenario (1..R); medians are reported, false removals summed", "3"},
                {"out", "DIR", "folder for membership.csv", "./bench-results"}};
   s.epilog = "frozen: every 10 s a fresh 10% of the agents is frozen for 2 s, 5% loss; every failure\n"
@@ -322,7 +326,8 @@ int run_membership_bench(int argc, char** argv) {
   auto frozen_seconds = cli::get_unsigned(*parsed, "frozen-seconds", 1000, 40, 1'000'000);
   auto crash_seconds = cli::get_unsigned(*parsed, "crash-seconds", 170, 90, 1'000'000);
   auto contacts = cli::get_unsigned(*parsed, "contacts", 0, 0, 100'000);
-  if (!runs || !nodes || !frozen_seconds || !crash_seconds || !contacts) {
+  auto retransmit = cli::get_unsigned(*parsed, "retransmit-mult", 4, 1, 64);
+  if (!runs || !retransmit || !nodes || !frozen_seconds || !crash_seconds || !contacts) {
     std::fprintf(stderr, "cmesh bench membership: bad --runs, --nodes, --frozen-seconds, "
                          "--crash-seconds or --contacts (see --help)\n");
     return cli::exit_usage;
@@ -349,7 +354,8 @@ int run_membership_bench(int argc, char** argv) {
     for (uint64_t run = 0; run < *runs; ++run) {
       auto child = run_self({"bench", "membership-run", "--scenario", scenario, "--nodes",
                              std::to_string(*nodes), "--seconds", seconds, "--contacts",
-                             std::to_string(*contacts), "--seed", std::to_string(run + 1)},
+                             std::to_string(*contacts), "--retransmit-mult", std::to_string(*retransmit),
+                             "--seed", std::to_string(run + 1)},
                             /*stderr_to_terminal=*/true);
       if (child.exit_code != 0) {
         std::fprintf(stderr, "cmesh bench membership: %s seed %llu failed:\n%s\n", scenario.c_str(),
@@ -366,9 +372,9 @@ int run_membership_bench(int argc, char** argv) {
       speed.push_back(find_number(child.output, "speedup"));
       memory.push_back(child.peak_rss_kib / 1024.0);
       if (!frozen) {
-        crashed += static_cast<uint64_t>(find_number(child.output, "crashed"));
-        detected += static_cast<uint64_t>(find_number(child.output, "detected"));
-        removed += static_cast<uint64_t>(find_number(child.output, "removed"));
+        crashed += static_cast<uint64_t>(find_number(child.output, " crashed"));
+        detected += static_cast<uint64_t>(find_number(child.output, " detected"));
+        removed += static_cast<uint64_t>(find_number(child.output, " removed")  /* not agents_falsely_removed */);
         for (double v : find_list(child.output, "detect_periods")) detect.push_back(v);
         for (double v : find_list(child.output, "remove_periods")) remove.push_back(v);
       }
@@ -392,10 +398,11 @@ int run_membership_bench(int argc, char** argv) {
                   static_cast<unsigned long long>(crashed), r.mean, r.median, r.p99, r.max,
                   static_cast<unsigned long long>(removed));
     std::fflush(stdout);
-    rows.push_back(format("%s,%llu,%llu,%s,%llu,%llu,%llu,%llu,%llu,%.0f,%llu,%.3f,%.3f,%.3f,%.3f,%.3f,"
+    rows.push_back(format("%s,%llu,%llu,%llu,%s,%llu,%llu,%llu,%llu,%llu,%.0f,%llu,%.3f,%.3f,%.3f,%.3f,%.3f,"
                           "%.3f,%.3f,%.3f,%.2f,%.0f",
                           scenario.c_str(), static_cast<unsigned long long>(*nodes),
-                          static_cast<unsigned long long>(*contacts), seconds.c_str(),
+                          static_cast<unsigned long long>(*contacts),
+                          static_cast<unsigned long long>(*retransmit), seconds.c_str(),
                           static_cast<unsigned long long>(*runs),
                           static_cast<unsigned long long>(member_periods),
                           static_cast<unsigned long long>(suspicions),
@@ -405,7 +412,7 @@ int run_membership_bench(int argc, char** argv) {
                           r.mean, r.median, r.p99, r.max, median(speed), median(memory)));
   }
   write_csv(out, "membership",
-            "scenario,agents,contacts,virtual_s,runs,member_periods,suspicions,refutations,false_removals,"
+            "scenario,agents,contacts,retransmit_mult,virtual_s,runs,member_periods,suspicions,refutations,false_removals,"
             "agents_falsely_removed,crashed,detect_mean,detect_median,detect_p99,detect_max,"
             "remove_mean,remove_median,remove_p99,remove_max,speedup,peak_mib",
             rows);
