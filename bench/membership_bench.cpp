@@ -309,7 +309,7 @@ cli::command_spec spec() {
              "failure declaration (removal = detection + suspicion timeout) by any live agent.\n"
              "Views: full by default (every agent knows every other: SWIM's setting); --contacts 64 gives\n"
              "the partial views of cmesh bench gossip. A 1,000-agent frozen run of 1,000 s with full views\n"
-             "takes ~8 minutes on 2 cores; each run prints progress on stderr.\n"
+             "takes ~10 minutes on an idle core (20-40 on a busy one); each run prints progress on stderr.\n"
              "Results: docs/benchmarks.md.";
   return s;
 }

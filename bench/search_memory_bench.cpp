@@ -261,7 +261,7 @@ cli::command_spec spec() {
   s.epilog = "Full = every cache at its entry bound: 1,000 request entries x R rows, 10,000 gossip\n"
              "entries x Q requesters. Rows are filled through gossip::machine's public API (see\n"
              "bench/search_memory_bench.cpp). Memory grows linearly with agents: at R = 100 a full\n"
-             "agent holds ~25 MB, so 1,000 such agents do not fit in 24 GiB; use --rows 20 or 1 there.\n"
+             "agent holds ~27.5 MiB, so 1,000 such agents do not fit in 24 GiB; use --rows 20 or 1 there.\n"
              "Results: docs/benchmarks.md.";
   return s;
 }
