@@ -166,6 +166,8 @@ status validate(const config& c) {
     return bad("piggyback_bytes_max must hold one full rumor and stay under half an envelope");
   if (c.rumors_max == 0) return bad("rumors_max must be positive");
   if (c.relays_max == 0) return bad("relays_max must be positive");
+  if (c.foreign_relays_max == 0 || c.foreign_queue_max == 0)
+    return bad("foreign_relays_max and foreign_queue_max must be positive");
   if (c.sync_bytes_max < 4096 || c.sync_bytes_max > limits::envelope_bytes_max - 4096)
     return bad("sync_bytes_max must be in [4096, envelope_bytes_max - 4096]");
   return ok_status();
@@ -455,8 +457,10 @@ void machine::on_alive(const node_id& id, uint64_t incarnation, const std::strin
       return;
     }
     if (!make_room()) {
-      // Neither stored nor relayed: without an entry we could not tell a repeat from news.
       ++stats_.members_refused;
+      // Not stored. Passed on only as the refutation of a suspicion we passed on (other holders
+      // wait for it); plain news of a member would flood a mesh of partial views.
+      if (foreign_relayed_.count(id)) relay_foreign(alive_update(id, incarnation, address));
       return;
     }
     member m;
@@ -494,11 +498,6 @@ void machine::on_suspect(const node_id& id, uint64_t incarnation, const node_id&
     if (!leaving_ && incarnation >= incarnation_) refute(incarnation, out);
     return;
   }
-  auto it = members_.find(id);
-  if (it == members_.end()) return;
-  member& m = it->second;
-  if (m.state == member_state::dead || m.state == member_state::left) return;
-  if (incarnation < m.incarnation) return;
   auto make_update = [&](uint64_t inc) {
     update u;
     u.kind = static_cast<uint8_t>(update_kind::suspect);
@@ -507,6 +506,11 @@ void machine::on_suspect(const node_id& id, uint64_t incarnation, const node_id&
     u.accuser = key_bytes(accuser);
     return u;
   };
+  auto it = members_.find(id);
+  if (it == members_.end()) return relay_foreign(make_update(incarnation));
+  member& m = it->second;
+  if (m.state == member_state::dead || m.state == member_state::left) return;
+  if (incarnation < m.incarnation) return;
   if (m.state == member_state::suspect) {
     auto s = suspicions_.find(id);
     assert(s != suspicions_.end());
@@ -550,7 +554,7 @@ void machine::on_dead(const node_id& id, uint64_t incarnation, const node_id& ac
     return;
   }
   auto it = members_.find(id);
-  if (it == members_.end()) return;
+  if (it == members_.end()) return;  // its holders decide by their own timers
   member& m = it->second;
   if (m.state == member_state::dead || m.state == member_state::left) return;
   if (incarnation < m.incarnation) return;
@@ -621,6 +625,32 @@ void machine::set_state(member& m, member_state state, int64_t now_us) {
 
 // Room for one more member: free if under the bound, else by dropping the oldest tombstone.
 // Live members are never evicted for a newcomer.
+void machine::relay_foreign(update u) {
+  // SWIM's precedence: a higher incarnation wins; at equal incarnation dead/left > suspect > alive.
+  uint64_t precedence = u.kind == static_cast<uint8_t>(update_kind::alive) ? 0
+                        : u.kind == static_cast<uint8_t>(update_kind::suspect) ? 1 : 2;
+  uint64_t rank = u.incarnation * 4 + precedence;
+  auto id = node_id::from_bytes(u.subject.data());
+  if (member_updates_.items.size() >= config_.foreign_queue_max) {
+    ++stats_.foreign_dropped;  // not remembered either: a later copy may still be relayed
+    return;
+  }
+  auto known = foreign_relayed_.find(id);
+  if (known != foreign_relayed_.end()) {
+    if (known->second >= rank) return;  // a repeat, or older news
+    known->second = rank;
+  } else {
+    foreign_relayed_.emplace(id, rank);
+    foreign_order_.push_back(id);
+    while (foreign_order_.size() > config_.foreign_relays_max) {
+      foreign_relayed_.erase(foreign_order_.front());
+      foreign_order_.pop_front();
+    }
+  }
+  ++stats_.foreign_relayed;
+  enqueue(std::move(u));
+}
+
 bool machine::make_room() {
   if (members_.size() < config_.member_table_max) return true;
   if (tombstone_count_ == 0) return false;

@@ -97,6 +97,15 @@ struct config {
                                        // inside one 1,400-byte datagram-sized frame
   size_t rumors_max = 1024;            // rumor ids remembered for deduplication (FIFO)
   size_t relays_max = 256;             // ping_req relays in flight; a flood cannot grow state
+  // Partial views: news about a member this node does not hold (its table is smaller than the
+  // mesh) is passed on all the same, once per (member, newer state): otherwise a suspicion never
+  // reaches the suspect nor its refutation the other holders, and healthy agents are removed.
+  // The newest state relayed per member is remembered (FIFO) to tell a repeat from news.
+  size_t foreign_relays_max = 256;
+  // ...and relayed only while the membership queue holds fewer than this many updates: under a
+  // mass failure the members a node holds come first, and memory stays bounded (10,000 agents
+  // with full queues of relayed news would take gigabytes).
+  size_t foreign_queue_max = 32;
   size_t sync_bytes_max = 512 * 1024;  // one full-state sync (members + rumors): half an envelope
                                        // (limits::envelope_bytes_max) leaves room for framing
 };
@@ -184,6 +193,8 @@ struct stats {
   uint64_t tombstones_expired = 0;
   uint64_t members_refused = 0;      // new members not admitted: table full of live members
   uint64_t updates_dropped = 0;      // evicted from a full queue before their transmit limit
+  uint64_t foreign_relayed = 0;      // updates about members not held, passed on
+  uint64_t foreign_dropped = 0;      // ...not passed on: the membership queue was busy
   uint64_t items_rejected = 0;       // malformed or over-bound items in received messages
   uint64_t relays_refused = 0;       // ping_req dropped: relays_max in flight
   uint64_t syncs_sent = 0;
@@ -302,6 +313,8 @@ private:
   void refute(uint64_t accused_incarnation, effects& out);
   void set_state(member& m, member_state state, int64_t now_us);
   bool make_room();
+  // Passes on news about a member not held, unless the same or a newer state was relayed before.
+  void relay_foreign(update u);
   void merge(const std::vector<member_record>& records, const std::vector<update>& rumors,
              const node_id& from, int64_t now_us, effects& out);
   // probing
@@ -368,6 +381,8 @@ private:
     std::map<subject_key, queue_position> index;
   };
   update_queue member_updates_;  // alive, suspect, dead, left
+  std::map<node_id, uint64_t> foreign_relayed_;  // member -> rank of the newest state relayed
+  std::deque<node_id> foreign_order_;            // FIFO for foreign_relays_max
   update_queue rumor_updates_;   // user rumors
   void take_from(const update_queue& queue, size_t& bytes_budget,
                  std::vector<queue_position>& used, std::vector<update>& taken) const;

@@ -373,6 +373,41 @@ TEST_CASE("swim updates queue and member table are bounded") {
   CHECK(m.statistics().members_refused == 41);
 }
 
+TEST_CASE("swim partial views: a suspicion about a member not held is passed on once, and its refutation follows; plain news is not") {
+  auto cfg = quiet_config();
+  cfg.member_table_max = 2;  // a partial view: the table is full with two members
+  auto m = make(cfg);
+  effects out;
+  feed(m, {alive_u(nid(1), 0), alive_u(nid(2), 0)}, 1, out);
+  REQUIRE(m.members().size() == 2);
+  const size_t queued = m.pending_updates();
+  // News of a member we cannot hold: refused, not passed on (it would flood partial views).
+  feed(m, {alive_u(nid(30), 0)}, 2, out);
+  CHECK(m.members().count(nid(30)) == 0);
+  CHECK(m.pending_updates() == queued);
+  // A suspicion about a member we do not hold: passed on (the suspect must hear it to refute),
+  // once per newer state.
+  feed(m, {suspect_u(nid(40), 3, 1)}, 3, out);
+  CHECK(m.statistics().foreign_relayed == 1);
+  CHECK(m.pending_updates() == queued + 1);
+  feed(m, {suspect_u(nid(40), 3, 2)}, 4, out);  // the same state from another accuser: a repeat
+  feed(m, {suspect_u(nid(40), 2, 2)}, 5, out);  // older
+  CHECK(m.statistics().foreign_relayed == 1);
+  // Its refutation (alive with a higher incarnation) follows the suspicion's path.
+  feed(m, {alive_u(nid(40), 4)}, 6, out);
+  CHECK(m.statistics().foreign_relayed == 2);
+  CHECK(m.members().count(nid(40)) == 0);  // still not held
+  // What is queued is what goes out: the refutation replaced the suspicion for that member.
+  run(m, 10, 2 * sec, 10 * ms, out);
+  bool refutation_sent = false;
+  for (const auto& send : out.sends)
+    if (const auto* updates = updates_of(send.message))
+      for (const auto& u : *updates)
+        refutation_sent = refutation_sent || (u.subject == kb(nid(40)) &&
+                                              u.kind == static_cast<uint8_t>(update_kind::alive) && u.incarnation == 4);
+  CHECK(refutation_sent);
+}
+
 TEST_CASE("swim each update is sent at most retransmit_mult times ceil log10 n+1") {
   auto m = make();
   std::vector<member_record> known;
