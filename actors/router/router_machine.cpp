@@ -157,7 +157,8 @@ void machine::refuse(request_id id, uint16_t status, std::string reason, effects
   out.responses.push_back({id, std::move(r)});
 }
 
-bool machine::take_token(const std::string& sub, int64_t now_us, int64_t& retry_ms) {
+machine::rate_verdict machine::take_token(const std::string& sub, int64_t now_us, int64_t& retry_ms,
+                                          node_id& caller) {
   const int64_t capacity = int64_t{config_.rate_burst} * 1000;
   bucket b;
   if (const auto* known = buckets_.get(sub)) {
@@ -168,14 +169,18 @@ bool machine::take_token(const std::string& sub, int64_t now_us, int64_t& retry_
                                                            elapsed % 1000 * config_.rate_per_s / 1000);
     b.millitokens = std::min(capacity, b.millitokens + refill);
   } else {
+    auto key = node_id_from_did(sub);
+    if (!key) return rate_verdict::bad_subject;
+    b.caller = *key;
     b.millitokens = capacity;
   }
   b.last_us = now_us;
+  caller = b.caller;
   bool ok = b.millitokens >= 1000;
   if (ok) b.millitokens -= 1000;
   else retry_ms = ((1000 - b.millitokens) * 1000 / config_.rate_per_s + 999) / 1000;
   buckets_.put(sub, b, bucket_bytes);
-  return ok;
+  return ok ? rate_verdict::ok : rate_verdict::limited;
 }
 
 void machine::on_request(request_id id, cmtp::request req, int64_t now_us, effects& out) {
@@ -201,13 +206,15 @@ void machine::on_request(request_id id, cmtp::request req, int64_t now_us, effec
   check.is_revoked = [this](std::string_view jti) { return revoked_.count(std::string(jti)) != 0; };
   auto claims = tokens_.verify(req.token, check);
   if (!claims) return refuse(id, 401, claims.err().describe(), out);
-  auto caller = node_id_from_did(claims->subject);
-  if (!caller) return refuse(id, 401, "malformed: token subject is not a did:key", out);
-  // 3. Rate.
+  // 3. Rate (the bucket also remembers the subject's key, decoded once).
   int64_t retry_ms = 0;
-  if (!take_token(claims->subject, now_us, retry_ms)) {
-    ++stats_.rate_limited;
-    return refuse(id, 429, "rate limited: retry after " + std::to_string(retry_ms) + " ms", out);
+  node_id caller;
+  switch (take_token(claims->subject, now_us, retry_ms, caller)) {
+    case rate_verdict::ok: break;
+    case rate_verdict::bad_subject: return refuse(id, 401, "malformed: token subject is not a did:key", out);
+    case rate_verdict::limited:
+      ++stats_.rate_limited;
+      return refuse(id, 429, "rate limited: retry after " + std::to_string(retry_ms) + " ms", out);
   }
   // 4. Duplicate tx.
   if (in_flight_.count({claims->subject, req.tx}))
@@ -226,7 +233,7 @@ void machine::on_request(request_id id, cmtp::request req, int64_t now_us, effec
   req.token.clear();
   p.request_hash = request_hash(req);
   p.sub = claims->subject;
-  p.caller = *caller;
+  p.caller = caller;
   p.scopes = claims->scopes;
   p.current = std::move(*parsed);
   p.req = std::move(req);

@@ -198,10 +198,13 @@ private:
   struct bucket {
     int64_t millitokens = 0;
     int64_t last_us = 0;
+    node_id caller;  // the subject's key, decoded from its did:key once per bucket
   };
 
   void refuse(request_id id, uint16_t status, std::string reason, effects& out);
-  bool take_token(const std::string& sub, int64_t now_us, int64_t& retry_ms);
+  enum class rate_verdict { ok, limited, bad_subject };
+  // Takes one request token from `sub`'s bucket; fills `caller` with the subject's key.
+  rate_verdict take_token(const std::string& sub, int64_t now_us, int64_t& retry_ms, node_id& caller);
   void dispatch(request_id id, pending_request& p, int64_t now_us, effects& out);
   void call_kv(request_id id, pending_request& p, kv::request req, int64_t now_us, effects& out);
   void await(request_id id, pending_request& p, int64_t now_us);
