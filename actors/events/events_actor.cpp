@@ -596,6 +596,17 @@ caf::behavior run(events_actor* self, caf::actor transport, caf::actor membershi
       if (!status.ok()) return {status_of(status), status.describe(), false};
       return {client_ok, std::string(), interest};
     },
+    [=](events_pub_batch_atom, const std::vector<std::string>& subjects, std::vector<bytes>& payloads) {
+      auto& s = self->state;
+      effects out;
+      const size_t count = std::min(subjects.size(), payloads.size());
+      for (size_t i = 0; i < count; ++i) {
+        auto status = validate_subject(subjects[i]);
+        if (status.ok()) status = s.bus->publish(subjects[i], std::string(), std::move(payloads[i]), now_us(self), out);
+        if (!status.ok()) record(self, "publish_refused", s.ctx.self, subjects[i] + ": " + status.describe(), 0);
+      }
+      carry_out(self, out);
+    },
     [=](events_request_atom, const std::string& subject, bytes& payload, uint32_t timeout_ms) {
       auto& s = self->state;
       auto promise = self->make_response_promise<uint16_t, std::string, bytes>();

@@ -105,12 +105,21 @@ void carry_out(router_actor* self, effects& out) {
     if (encoded) self->send(st.transport, send_atom::value, p.router, services::cmtp, std::move(*encoded));
     record(self, "proxied", p.router, p.request.fqmn, 0);
   }
-  for (auto& p : out.publishes) {
+  if (!out.publishes.empty()) {
     if (!st.bus) {
-      ++st.publishes_dropped;
-      continue;
+      st.publishes_dropped += out.publishes.size();
+    } else {
+      // One message for all of this step's publishes (the audit trail is several per request).
+      std::vector<std::string> subjects;
+      std::vector<bytes> payloads;
+      subjects.reserve(out.publishes.size());
+      payloads.reserve(out.publishes.size());
+      for (auto& p : out.publishes) {
+        subjects.push_back(std::move(p.subject));
+        payloads.push_back(std::move(p.payload));
+      }
+      self->send(st.bus, events::events_pub_batch_atom::value, std::move(subjects), std::move(payloads));
     }
-    self->send(st.bus, events::events_pub_atom::value, p.subject, std::string(), std::move(p.payload));
   }
   for (auto& r : out.responses) {
     auto it = st.waiting.find(r.id);
