@@ -2,7 +2,6 @@
 
 namespace cmesh {
 
-namespace {
 std::string to_hex(const uint8_t* data, size_t n) {
   static const char digits[] = "0123456789abcdef";
   std::string out(n * 2, '0');
@@ -12,7 +11,6 @@ std::string to_hex(const uint8_t* data, size_t n) {
   }
   return out;
 }
-}  // namespace
 
 std::string node_id::short_name() const { return to_hex(key.data(), 4); }
 std::string node_id::hex() const { return to_hex(key.data(), key.size()); }

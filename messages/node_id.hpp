@@ -12,6 +12,9 @@
 
 namespace cmesh {
 
+// Lowercase hex of [data, data + size): two characters per byte.
+std::string to_hex(const uint8_t* data, size_t size);
+
 using bytes = std::vector<uint8_t>;
 
 struct node_id {

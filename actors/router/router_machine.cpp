@@ -278,15 +278,7 @@ void machine::on_proxy_answer(request_id id, const cmtp::response& answer, int64
   r.headers = answer.headers;
   r.body = answer.body;
   // The remote router's own audit hash, so the client can check both trails.
-  if (!answer.audit.empty()) {
-    static const char* digits = "0123456789abcdef";
-    std::string hex;
-    for (uint8_t c : answer.audit) {
-      hex.push_back(digits[c >> 4]);
-      hex.push_back(digits[c & 15]);
-    }
-    r.headers["proxied-audit"] = hex;
-  }
+  if (!answer.audit.empty()) r.headers["proxied-audit"] = to_hex(answer.audit.data(), answer.audit.size());
   finish(id, std::move(r), out);
 }
 

@@ -58,15 +58,6 @@ command_spec call_spec() {
   return spec;
 }
 
-std::string hex(const bytes& b) {
-  static const char* digits = "0123456789abcdef";
-  std::string out;
-  for (auto c : b) {
-    out.push_back(digits[c >> 4]);
-    out.push_back(digits[c & 15]);
-  }
-  return out;
-}
 
 int64_t unix_now_s() {
   using namespace std::chrono;
@@ -180,7 +171,7 @@ int run(const command_spec& spec, const parsed_options& p) {
     if (!response->body.empty() && response->body.back() != '\n') std::fputc('\n', stdout);
     std::fflush(stdout);
     std::fprintf(stderr, "%u%s%s\n", response->status, response->reason.empty() ? "" : " ", response->reason.c_str());
-    if (!response->audit.empty()) std::fprintf(stderr, "tx %s audit %s\n", tx.c_str(), hex(response->audit).c_str());
+    if (!response->audit.empty()) std::fprintf(stderr, "tx %s audit %s\n", tx.c_str(), to_hex(response->audit.data(), response->audit.size()).c_str());
     return response->status >= 200 && response->status < 300 ? exit_ok : exit_failed;
   }
 }

@@ -3,6 +3,7 @@
 // the node verifies them like any peer's, answers with its verdict, and gossips a report on.
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <ctime>
@@ -127,15 +128,6 @@ std::string iso_time(int64_t unix_us) {
   return text;
 }
 
-std::string hex_prefix(const bytes& b, size_t n) {
-  static const char* digits = "0123456789abcdef";
-  std::string out;
-  for (size_t i = 0; i < b.size() && i < n; ++i) {
-    out.push_back(digits[b[i] >> 4]);
-    out.push_back(digits[b[i] & 15]);
-  }
-  return out;
-}
 
 result<std::string> read_whole_file(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
@@ -340,7 +332,7 @@ int run_show(const command_spec& spec, const parsed_options& p) {
     }
     std::printf("report %s by %s at %s evidence %s\n", reputation::reason_name(r.reason),
                 did_from_node_id(node_id::from_bytes(r.reporter.data())).c_str(), iso_time(r.issued_at_us).c_str(),
-                hex_prefix(r.evidence_hash, 8).c_str());
+                to_hex(r.evidence_hash.data(), std::min<size_t>(8, r.evidence_hash.size())).c_str());
   }
   if (discarded > 0) std::fprintf(stderr, "%zu report(s) discarded: bad signature or subject\n", discarded);
   return exit_ok;

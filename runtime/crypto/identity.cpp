@@ -46,15 +46,6 @@ error errno_error(const std::string& what, int code) {
   return error{errc_from_errno(code), what + ": " + errno_text(code)};
 }
 
-std::string to_hex(const uint8_t* data, size_t size) {
-  static const char digits[] = "0123456789abcdef";
-  std::string out(size * 2, '0');
-  for (size_t i = 0; i < size; ++i) {
-    out[2 * i] = digits[data[i] >> 4];
-    out[2 * i + 1] = digits[data[i] & 15];
-  }
-  return out;
-}
 
 int hex_value(char c) {
   if (c >= '0' && c <= '9') return c - '0';
