@@ -144,4 +144,15 @@ result<T> decode_payload(const envelope& env) {
   return unpack_value<T>(env.payload.data(), env.payload.size());
 }
 
+// Decodes env's payload as a T and hands it to f. Returns "" on success, else the decoding error as
+// text (for a service's "malformed" log line and reply). For dispatching on env.type:
+//   case ping::type_id: problem = decode_then<ping>(env, on_ping); break;
+template <class T, class F>
+std::string decode_then(const envelope& env, F f) {
+  auto message = decode_payload<T>(env);
+  if (!message) return message.err().describe();
+  f(std::move(*message));
+  return {};
+}
+
 }  // namespace cmesh

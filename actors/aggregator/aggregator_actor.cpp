@@ -141,15 +141,6 @@ void start_agent(aggregator_actor* self, const node_id& aggregator) {
   carry_out(self, out);
 }
 
-// Decodes env's payload as a T and hands it to f; a decoding failure is returned as text.
-template <class T, class F>
-std::string decode_then(const envelope& env, F f) {
-  auto message = decode_payload<T>(env);
-  if (!message) return message.err().describe();
-  f(std::move(*message));
-  return {};
-}
-
 void on_envelope(aggregator_actor* self, const node_id& from, const bytes& data) {
   auto& st = self->state;
   auto env = decode_envelope_from(from, data);

@@ -204,15 +204,6 @@ void on_revoke(iam_actor* self, const node_id& from, uint64_t correlation,
   reply(self, from, correlation, answer);
 }
 
-// Decodes env's payload as a T and hands it to f; a decoding failure is returned as text.
-template <class T, class F>
-std::string decode_then(const envelope& env, F f) {
-  auto message = decode_payload<T>(env);
-  if (!message) return message.err().describe();
-  f(std::move(*message));
-  return {};
-}
-
 // A request whose payload does not decode still gets its one reply: 400 in the reply type.
 template <class Reply>
 void bad_request(iam_actor* self, const node_id& from, uint64_t correlation,
