@@ -18,6 +18,8 @@
 #include "messages/services.hpp"
 #include "runtime/core/event_sink.hpp"
 #include "runtime/net/transport.hpp"
+#include "runtime/cli/options.hpp"
+#include "sim/model/fault_profile.hpp"
 
 namespace cmesh::cli {
 
@@ -203,6 +205,27 @@ result<identity> client_identity(const std::string& path) {
   auto loaded = read_identity_file(path);
   if (!loaded) return error{loaded.err().code, "--identity: " + loaded.err().describe()};
   return loaded;
+}
+
+result<client_options> read_client_options(const parsed_options& p, std::string_view identity_required_because,
+                                           std::string_view default_node, std::string_view default_timeout) {
+  if (default_node.empty() && !p.has("node"))
+    return error{errc::invalid_argument, "--node [DID@]HOST:PORT is required"};
+  if (!identity_required_because.empty() && !p.has("identity"))
+    return error{errc::invalid_argument,
+                 "--identity FILE is required: " + std::string(identity_required_because)};
+  client_options c;
+  auto node = parse_seed_spec(p.get("node", std::string(default_node)));
+  if (!node) return error{errc::invalid_argument, "--node: " + node.err().message};
+  c.node = *node;
+  auto timeout = sim::parse_duration_us(p.get("timeout", std::string(default_timeout)));
+  if (!timeout || *timeout <= 0) return error{errc::invalid_argument, "--timeout: expected a duration such as 5s"};
+  c.timeout_us = *timeout;
+  auto me = client_identity(p.get("identity", ""));
+  if (!me) return me.err();
+  c.me = *me;
+  c.verbose = p.has("verbose");
+  return c;
 }
 
 uint64_t random_nonzero() {

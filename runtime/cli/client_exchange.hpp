@@ -15,6 +15,7 @@
 #include <cstdint>
 #include <functional>
 #include <string>
+#include <string_view>
 
 #include "messages/codec.hpp"
 #include "runtime/core/address.hpp"
@@ -68,6 +69,23 @@ caf::actor_system& client_actor_system();
 // empty. Initializes libsodium. Errors: as read_identity_file, the message prefixed
 // "--identity: ".
 result<identity> client_identity(const std::string& path);
+
+class parsed_options;
+
+// The options every one-shot client command reads: --node, --identity, --timeout, --verbose.
+struct client_options {
+  identity me;
+  seed_spec node;
+  int64_t timeout_us = 0;
+  bool verbose = false;
+};
+
+// Reads them. A non-empty `identity_required_because` makes --identity required (the text says
+// why: "--identity FILE is required: <why>"); otherwise a fresh identity stands in. An empty
+// `default_node` makes --node required. Errors (invalid_argument) name the option.
+result<client_options> read_client_options(const parsed_options& p, std::string_view identity_required_because = {},
+                                           std::string_view default_node = {},
+                                           std::string_view default_timeout = "5s");
 
 // A random 64-bit value other than 0 (correlations, client ids). Real mode only.
 uint64_t random_nonzero();

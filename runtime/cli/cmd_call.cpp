@@ -102,8 +102,8 @@ int run(const command_spec& spec, const parsed_options& p) {
     std::fprintf(stderr, "cmesh call: bad FQMN\n%s\n", problem.render(fqmn_text).c_str());
     return exit_usage;
   }
-  if (!p.has("node")) return usage_error(spec, "--node [DID@]HOST:PORT is required");
-  if (!p.has("identity")) return usage_error(spec, "--identity FILE is required: requests are made as someone");
+  auto c = read_client_options(p, "requests are made as someone");
+  if (!c) return usage_error(spec, c.err().message);
   if (p.has("data") && p.has("body")) return usage_error(spec, "give --data or --body, not both");
   std::string body = p.get("body");
   if (p.has("data")) {
@@ -113,10 +113,6 @@ int run(const command_spec& spec, const parsed_options& p) {
   }
   const std::string scope = p.get("scope", default_call_scope);
   if (auto scopes = iam::parse_scope(scope); !scopes) return usage_error(spec, "--scope: " + scopes.err().message);
-  auto node = parse_seed_spec(p.get("node"));
-  if (!node) return usage_error(spec, "--node: " + node.err().message);
-  auto timeout = sim::parse_duration_us(p.get("timeout", "5s"));
-  if (!timeout || *timeout <= 0) return usage_error(spec, "--timeout: expected a duration such as 5s");
   std::string tx = p.get("tx");
   if (tx.empty()) {
     char text[17];
@@ -124,19 +120,17 @@ int run(const command_spec& spec, const parsed_options& p) {
     tx = text;
   }
   if (!router::valid_tx(tx)) return usage_error(spec, "--tx: 1 to 64 characters of [A-Za-z0-9_-]");
-  auto me = client_identity(p.get("identity"));
-  if (!me) return usage_error(spec, me.err().message);
-  const bool verbose = p.has("verbose");
+  const bool verbose = c->verbose;
+  const seed_spec* node = &c->node;
   std::string node_part = node->address;
   for (auto& ch : node_part)
     if (ch == ':' || ch == '/') ch = '_';
   const std::string session_path = p.get("session", p.get("identity") + "." + node_part + ".session");
-  iam_client c{*me, *node, *timeout, verbose};
 
   int code = exit_failed;
   auto token = cached_token(session_path, *node, std::string(router::required_scope(*parsed)));
   const bool from_cache = token.has_value();
-  if (!token) token = new_session(c, scope, session_path, verbose, code);
+  if (!token) token = new_session(*c, scope, session_path, verbose, code);
   if (!token) return code;
 
   for (int attempt = 0;; ++attempt) {
@@ -148,12 +142,12 @@ int run(const command_spec& spec, const parsed_options& p) {
     exchange_request exchange;
     exchange.service = services::cmtp;
     exchange.reply_type = cmtp::response::type_id;
-    exchange.timeout_us = *timeout;
+    exchange.timeout_us = c->timeout_us;
     exchange.verbose = verbose;
     exchange.encode = [request](const node_id& self, uint64_t correlation) {
       return encode_message(self, correlation, request);
     };
-    auto outcome = run_exchange(*me, *node, std::move(exchange));
+    auto outcome = run_exchange(c->me, *node, std::move(exchange));
     if (outcome.kind != exchange_kind::answered) return report_unreachable(outcome);
     auto response = decode_payload<cmtp::response>(outcome.reply);
     if (!response) {
@@ -163,7 +157,7 @@ int run(const command_spec& spec, const parsed_options& p) {
     if (response->status == 401 && from_cache && attempt == 0) {
       // The kept session no longer works (revoked, or the node restarted with a new policy).
       if (verbose) std::fprintf(stderr, "401 with the kept session (%s): new handshake\n", response->reason.c_str());
-      token = new_session(c, scope, session_path, verbose, code);
+      token = new_session(*c, scope, session_path, verbose, code);
       if (!token) return code;
       continue;
     }

@@ -137,30 +137,14 @@ std::string printable(const bytes& data) {
 
 bytes bytes_of(const std::string& text) { return bytes(text.begin(), text.end()); }
 
-struct client_setup {
-  seed_spec node;
-  identity me;
-  bool verbose = false;
-};
-
-// The common options: --node, --identity.
-std::optional<client_setup> read_client(const command_spec& spec, const parsed_options& p,
-                                        int& code) {
-  client_setup c;
-  auto node = parse_seed_spec(p.get("node", "127.0.0.1:7001"));
-  if (!node) {
-    code = usage_error(spec, "--node: " + node.err().message);
+// The common options: --node (default 127.0.0.1:7001), --identity.
+std::optional<client_options> read_client(const command_spec& spec, const parsed_options& p, int& code) {
+  auto c = read_client_options(p, "", "127.0.0.1:7001");
+  if (!c) {
+    code = usage_error(spec, c.err().message);
     return std::nullopt;
   }
-  c.node = *node;
-  auto me = client_identity(p.get("identity", ""));
-  if (!me) {
-    code = usage_error(spec, me.err().message);
-    return std::nullopt;
-  }
-  c.me = *me;
-  c.verbose = p.has("verbose");
-  return c;
+  return std::move(*c);
 }
 
 // The exit code for a refusal: the node found our input bad (2) or could not serve it (1).
@@ -172,7 +156,7 @@ int refused(const command_spec& spec, const client_reply& reply) {
 
 // One request, one client_reply.
 template <class T>
-exchange_outcome ask(const client_setup& c, const T& message, int64_t timeout_us) {
+exchange_outcome ask(const client_options& c, const T& message, int64_t timeout_us) {
   exchange_request exchange;
   exchange.service = services::events;
   exchange.reply_type = client_reply::type_id;
@@ -184,7 +168,7 @@ exchange_outcome ask(const client_setup& c, const T& message, int64_t timeout_us
   return run_exchange(c.me, c.node, std::move(exchange));
 }
 
-std::optional<client_reply> decode_reply(const client_setup& c, const exchange_outcome& outcome) {
+std::optional<client_reply> decode_reply(const client_options& c, const exchange_outcome& outcome) {
   auto reply = decode_payload<client_reply>(outcome.reply);
   if (!reply) {
     std::fprintf(stderr, "malformed answer from %s: %s\n", c.node.address.c_str(),

@@ -244,29 +244,9 @@ int run_show(const command_spec& spec, const parsed_options& p) {
 
 // ---- over the wire ------------------------------------------------------------------------------
 
-struct client_setup {
-  identity me;
-  seed_spec node;
-  int64_t timeout_us = 0;
-  bool verbose = false;
-};
-
-result<client_setup> read_client(const parsed_options& p, bool need_identity) {
-  if (!p.has("node")) return error{errc::invalid_argument, "--node [DID@]HOST:PORT is required"};
-  if (need_identity && !p.has("identity"))
-    return error{errc::invalid_argument, "--identity FILE is required: the session is for that key"};
-  client_setup c;
-  auto node = parse_seed_spec(p.get("node"));
-  if (!node) return error{errc::invalid_argument, "--node: " + node.err().message};
-  c.node = *node;
-  auto timeout = sim::parse_duration_us(p.get("timeout", "5s"));
-  if (!timeout || *timeout <= 0) return error{errc::invalid_argument, "--timeout: expected a duration such as 5s"};
-  c.timeout_us = *timeout;
-  auto me = client_identity(p.get("identity", ""));
-  if (!me) return me.err();
-  c.me = *me;
-  c.verbose = p.has("verbose");
-  return c;
+// --identity is required for a session: the session is for that key.
+result<client_options> read_client(const parsed_options& p, bool need_identity) {
+  return read_client_options(p, need_identity ? "the session is for that key" : "");
 }
 
 int run_session(const command_spec& spec, const parsed_options& p) {
@@ -278,7 +258,7 @@ int run_session(const command_spec& spec, const parsed_options& p) {
   if (!c) return usage_error(spec, c.err().message);
 
   int code = exit_failed;
-  auto granted = open_session(iam_client{c->me, c->node, c->timeout_us, c->verbose}, audience, scope, code);
+  auto granted = open_session(*c, audience, scope, code);
   if (!granted) return code;
   const auto* claims = &granted->claims;
   if (p.has("save"))
@@ -297,7 +277,7 @@ int run_revoke(const command_spec& spec, const parsed_options& p) {
   auto c = read_client(p, false);
   if (!c) return usage_error(spec, c.err().message);
   int code = exit_failed;
-  auto done = revoke_session(iam_client{c->me, c->node, c->timeout_us, c->verbose}, *token, code);
+  auto done = revoke_session(*c, *token, code);
   if (!done) return code;
   std::printf("revoked%s%s\n", done->empty() ? "" : ": ", done->c_str());
   return exit_ok;

@@ -150,30 +150,9 @@ result<reputation::hash32> hash_option(const parsed_options& p, const std::strin
   return reputation::resource_hash(reinterpret_cast<const uint8_t*>(content.data()), content.size());
 }
 
-struct client_setup {
-  identity me;
-  seed_spec node;
-  int64_t timeout_us = 0;
-  bool verbose = false;
-};
-
-// Reads --node, --identity (required when `need_identity`) and --timeout.
-result<client_setup> read_client(const parsed_options& p, bool need_identity) {
-  if (!p.has("node")) return error{errc::invalid_argument, "--node [DID@]HOST:PORT is required"};
-  if (need_identity && !p.has("identity"))
-    return error{errc::invalid_argument, "--identity FILE is required: a claim is signed by its author"};
-  client_setup c;
-  auto node = parse_seed_spec(p.get("node"));
-  if (!node) return error{errc::invalid_argument, "--node: " + node.err().message};
-  c.node = *node;
-  auto timeout = sim::parse_duration_us(p.get("timeout", "5s"));
-  if (!timeout || *timeout <= 0) return error{errc::invalid_argument, "--timeout: expected a duration such as 5s"};
-  c.timeout_us = *timeout;
-  auto me = client_identity(p.get("identity", ""));
-  if (!me) return me.err();
-  c.me = *me;
-  c.verbose = p.has("verbose");
-  return c;
+// --identity is required for a claim: a claim is signed by its author.
+result<client_options> read_client(const parsed_options& p, bool need_identity) {
+  return read_client_options(p, need_identity ? "a claim is signed by its author" : "");
 }
 
 result<node_id> subject_argument(const parsed_options& p) {
@@ -223,7 +202,7 @@ result<reputation::wire_message> load_claim(const std::string& path) {
 }
 
 // Sends the claim, prints the node's verdict.
-int submit(const client_setup& c, const reputation::wire_message& claim) {
+int submit(const client_options& c, const reputation::wire_message& claim) {
   exchange_request exchange;
   exchange.service = services::reputation;
   exchange.reply_type = reputation::claim_result::type_id;

@@ -8,6 +8,7 @@
 
 #include "actors/iam/token.hpp"
 #include "messages/error.hpp"
+#include "runtime/cli/client_exchange.hpp"
 #include "runtime/core/address.hpp"
 #include "runtime/crypto/identity.hpp"
 
@@ -16,12 +17,8 @@ namespace cmesh::cli {
 // The audience a session is for when the user names none (what the router checks by default).
 inline constexpr const char* default_audience = "cmesh";
 
-struct iam_client {
-  identity me;
-  seed_spec node;
-  int64_t timeout_us = 5'000'000;
-  bool verbose = false;
-};
+// Who asks, which node, how long to wait (read with read_client_options).
+using iam_client = client_options;
 
 struct session_grant {
   std::string token;
