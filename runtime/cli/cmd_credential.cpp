@@ -176,16 +176,9 @@ int run_verify(const command_spec& spec, const parsed_options& p) {
 }  // namespace
 
 int run_credential(int argc, char** argv) {
-  const std::string action = argc >= 1 ? argv[0] : "";
-  if (action == "issue") return run_with_options(argc - 1, argv + 1, issue_spec(), run_issue);
-  if (action == "present") return run_with_options(argc - 1, argv + 1, present_spec(), run_present);
-  if (action == "verify") return run_with_options(argc - 1, argv + 1, verify_spec(), run_verify);
-  if (action == "--help" || action == "-h" || action == "help") {
-    std::fputs(overview, stdout);
-    return exit_ok;
-  }
-  std::fprintf(stderr, "cmesh id credential: expected issue, present or verify\n\n%s", overview);
-  return exit_usage;
+  return run_subcommand("cmesh id credential", overview, argc, argv,
+                        {{"issue", issue_spec, run_issue}, {"present", present_spec, run_present},
+                         {"verify", verify_spec, run_verify}});
 }
 
 }  // namespace cmesh::cli

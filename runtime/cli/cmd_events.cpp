@@ -459,25 +459,8 @@ int run_sub(const command_spec& spec, const parsed_options& p) {
 }  // namespace
 
 int run_events(int argc, char** argv) {
-  if (argc < 1) {
-    std::fprintf(stderr, "cmesh events: give a subcommand: sub, pub or request\n\n%s", overview);
-    return exit_usage;
-  }
-  std::string what = argv[0];
-  int code = exit_usage;
-  if (what == "--help" || what == "-h" || what == "help") {
-    std::fputs(overview, stdout);
-    return exit_ok;
-  } else if (what == "sub") {
-    code = run_with_options(argc - 1, argv + 1, sub_spec(), run_sub);
-  } else if (what == "pub") {
-    code = run_with_options(argc - 1, argv + 1, pub_spec(), run_pub);
-  } else if (what == "request") {
-    code = run_with_options(argc - 1, argv + 1, request_spec(), run_request);
-  } else {
-    std::fprintf(stderr, "cmesh events: unknown subcommand '%s'\n\n%s", what.c_str(), overview);
-    return exit_usage;
-  }
+  int code = run_subcommand("cmesh events", overview, argc, argv,
+                            {{"sub", sub_spec, run_sub}, {"pub", pub_spec, run_pub}, {"request", request_spec, run_request}});
   std::fflush(stdout);
   std::fflush(stderr);
   ::_exit(code);  // skip the actor systems' teardown (see client_exchange.hpp)

@@ -320,27 +320,11 @@ int run_show(const command_spec& spec, const parsed_options& p) {
 }  // namespace
 
 int run_reputation(int argc, char** argv) {
-  if (argc < 1) {
-    std::fprintf(stderr, "cmesh reputation: give a subcommand: endorse, report, present or show\n\n%s", overview);
-    return exit_usage;
-  }
-  std::string what = argv[0];
-  int code = exit_usage;
-  if (what == "--help" || what == "-h" || what == "help") {
-    std::fputs(overview, stdout);
-    return exit_ok;
-  } else if (what == "endorse") {
-    code = run_with_options(argc - 1, argv + 1, endorse_spec(), run_endorse);
-  } else if (what == "report") {
-    code = run_with_options(argc - 1, argv + 1, report_spec(), run_report);
-  } else if (what == "present") {
-    code = run_with_options(argc - 1, argv + 1, present_spec(), run_present);
-  } else if (what == "show") {
-    code = run_with_options(argc - 1, argv + 1, show_spec(), run_show);
-  } else {
-    std::fprintf(stderr, "cmesh reputation: unknown subcommand '%s'\n\n%s", what.c_str(), overview);
-    return exit_usage;
-  }
+  int code = run_subcommand("cmesh reputation", overview, argc, argv,
+                            {{"endorse", endorse_spec, run_endorse},
+                             {"report", report_spec, run_report},
+                             {"present", present_spec, run_present},
+                             {"show", show_spec, run_show}});
   std::fflush(stdout);
   std::fflush(stderr);
   ::_exit(code);  // skip the actor systems' teardown (see client_exchange.hpp)

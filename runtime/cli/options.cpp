@@ -139,4 +139,25 @@ int run_with_options(int argc, char** argv, const command_spec& spec,
   return body(spec, *parsed);
 }
 
+int run_subcommand(const char* command, const char* overview, int argc, char** argv,
+                   const std::vector<subcommand>& table) {
+  std::string names;
+  for (size_t i = 0; i < table.size(); ++i)
+    names += std::string(i == 0 ? "" : i + 1 == table.size() ? " or " : ", ") + table[i].name;
+  if (argc < 1) {
+    std::fprintf(stderr, "%s: give a subcommand: %s\n\n%s", command, names.c_str(), overview);
+    return 2;
+  }
+  const std::string what = argv[0];
+  if (what == "--help" || what == "-h" || what == "help") {
+    std::fputs(overview, stdout);
+    return 0;
+  }
+  for (const auto& sub : table)
+    if (what == sub.name) return run_with_options(argc - 1, argv + 1, sub.spec(), sub.body);
+  std::fprintf(stderr, "%s: unknown subcommand '%s' (expected %s)\n\n%s", command, what.c_str(), names.c_str(),
+               overview);
+  return 2;
+}
+
 }  // namespace cmesh::cli

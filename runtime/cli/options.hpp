@@ -64,6 +64,19 @@ int usage_error(const command_spec& spec, const std::string& message);
 int run_with_options(int argc, char** argv, const command_spec& spec,
                      int (*body)(const command_spec&, const parsed_options&));
 
+// One subcommand of a command with several (cmesh events sub|pub|request, ...).
+struct subcommand {
+  const char* name;
+  command_spec (*spec)();
+  int (*body)(const command_spec&, const parsed_options&);
+};
+
+// argv[0] names one of `table`: runs it on the rest of argv (run_with_options). "--help", "-h"
+// and "help" print `overview` (exit 0); a missing or unknown name prints an error naming
+// `command` and the overview on stderr (exit 2).
+int run_subcommand(const char* command, const char* overview, int argc, char** argv,
+                   const std::vector<subcommand>& table);
+
 // "a,b,,c" -> {"a", "b", "c"}: the items between separators, empty ones skipped.
 std::vector<std::string> split_list(const std::string& text, char separator = ',');
 
