@@ -9,8 +9,10 @@
 //                          (peer_down_atom, node_id peer)
 //                          (dial_failed_atom, std::string address, std::string reason)
 //
-// A dial to an address whose node is already connected answers the asker with that peer's
-// peer_up at once (the real transport), so a service started late still learns who is there.
+// A service that registers is told peer_up for every peer connected at that moment, and a dial to
+// an address whose node is already connected answers the asker with that peer's peer_up at once
+// (the real transport; in the simulator services register before any connection exists), so a
+// service started late still learns who is there.
 // `deliver` goes to the actor registered for that service; peer_up/peer_down/dial_failed go to
 // every registered service of the node. `from` is the authenticated peer (real mode: the handshake
 // identity; simulation: the sending node), never a claim read from the bytes.

@@ -256,12 +256,20 @@ caf::behavior transport_manager(manager_actor* self, transport_config config, st
   self->set_default_handler(ignore_unexpected);
   return {
     [=](register_atom, uint16_t service, const caf::actor& actor) {
-      for (auto& entry : self->state.services)
+      auto& st = self->state;
+      bool replaced = false;
+      for (auto& entry : st.services)
         if (entry.first == service) {
           entry.second = actor;
-          return;
+          replaced = true;
         }
-      self->state.services.emplace_back(service, actor);
+      if (!replaced) st.services.emplace_back(service, actor);
+      // A service that registers after some connections came up would never hear their
+      // peer_up: tell it now about every peer connected at this moment.
+      for (const auto& [peer, route] : st.routes) {
+        auto known = st.address_book.find(peer);
+        self->send(actor, peer_up_atom::value, peer, known == st.address_book.end() ? std::string() : known->second);
+      }
     },
     [=](send_atom, const node_id& to, uint16_t, bytes& envelope) { on_send(self, to, envelope); },
     [=](dial_atom, const std::string& address, const node_id& pinned) {
