@@ -17,53 +17,24 @@
 #include "messages/seam.hpp"
 #include "messages/services.hpp"
 #include "runtime/core/event_sink.hpp"
+#include "tests/sim/fake_seam.hpp"
 
 using namespace std::chrono_literals;
 using namespace cmesh::events;
 using cmesh::bytes;
 using cmesh::node_id;
 
+using cmesh::testing::encode;
+using cmesh::testing::fake_transport;
+using cmesh::testing::recording_sink;
+using cmesh::testing::sent_message;
+
 namespace {
-
-struct sent_message {
-  node_id to;
-  uint16_t service = 0;
-  bytes data;
-};
-
-caf::behavior fake_transport(caf::event_based_actor*, std::shared_ptr<std::vector<sent_message>> log) {
-  return {
-    [=](cmesh::send_atom, const node_id& to, uint16_t service, const bytes& data) {
-      log->push_back({to, service, data});
-    },
-    [=](cmesh::register_atom, uint16_t, const caf::actor&) {},
-  };
-}
-
-struct recording_sink : cmesh::event_sink {
-  std::vector<std::pair<std::string, std::string>> events;  // kind, detail
-  void record(const cmesh::node_event& e) override {
-    events.emplace_back(std::string(e.kind), std::string(e.detail));
-  }
-  size_t count(const std::string& kind, const std::string& detail_part = "") const {
-    size_t n = 0;
-    for (const auto& [k, d] : events)
-      n += k == kind && d.find(detail_part) != std::string::npos ? 1 : 0;
-    return n;
-  }
-};
 
 node_id make_id(uint8_t tag) {
   node_id id;
   for (size_t i = 0; i < id.key.size(); ++i) id.key[i] = static_cast<uint8_t>(tag + i * 7);
   return id;
-}
-
-template <class T>
-bytes encode(const node_id& source, uint64_t correlation, const T& message) {
-  auto encoded = cmesh::encode_message(source, correlation, message);
-  REQUIRE(encoded.ok());
-  return std::move(*encoded);
 }
 
 template <class T>
@@ -84,15 +55,9 @@ struct fixture {
   node_id client = make_id(50);
   node_id peer = make_id(90);
 
-  static caf::actor_system_config& prepare(caf::actor_system_config& c) {
-    c.set("scheduler.policy", caf::atom("testing"));
-    c.set("logger.file-verbosity", caf::atom("quiet"));
-    c.set("logger.console-verbosity", caf::atom("quiet"));
-    return c;
-  }
 
   fixture()
-      : sys(prepare(cfg)), sched(dynamic_cast<caf::scheduler::test_coordinator&>(sys.scheduler())) {
+      : sys(cmesh::testing::testing_config(cfg)), sched(dynamic_cast<caf::scheduler::test_coordinator&>(sys.scheduler())) {
     auto transport = sys.spawn(fake_transport, log);
     actors.push_back(transport);
     actor_context c;

@@ -19,6 +19,7 @@
 #include "messages/services.hpp"
 #include "runtime/core/event_sink.hpp"
 #include "sim/simulation.hpp"
+#include "tests/sim/fake_seam.hpp"
 
 using namespace cmesh::iam;
 using namespace std::chrono_literals;
@@ -26,34 +27,12 @@ using cmesh::bytes;
 using cmesh::identity;
 using cmesh::node_id;
 
+using cmesh::testing::encode;
+using cmesh::testing::fake_transport;
+using cmesh::testing::recording_sink;
+using cmesh::testing::sent_message;
+
 namespace {
-
-struct sent_message {
-  node_id to;
-  uint16_t service = 0;
-  bytes data;
-};
-
-caf::behavior fake_transport(caf::event_based_actor*, std::shared_ptr<std::vector<sent_message>> log) {
-  return {
-    [=](cmesh::send_atom, const node_id& to, uint16_t service, const bytes& data) {
-      log->push_back({to, service, data});
-    },
-    [=](cmesh::register_atom, uint16_t, const caf::actor&) {},
-  };
-}
-
-struct recording_sink : cmesh::event_sink {
-  std::vector<std::pair<std::string, std::string>> events;  // kind, detail
-  void record(const cmesh::node_event& e) override {
-    events.emplace_back(std::string(e.kind), std::string(e.detail));
-  }
-  size_t count(const std::string& kind, const std::string& detail_part = "") const {
-    size_t n = 0;
-    for (const auto& [k, d] : events) n += k == kind && d.find(detail_part) != std::string::npos ? 1 : 0;
-    return n;
-  }
-};
 
 using revocation = std::pair<std::string, int64_t>;
 
@@ -83,14 +62,8 @@ struct fixture {
   identity other = identity::derive_for_simulation(10, 2);
   uint64_t next_correlation = 100;
 
-  static caf::actor_system_config& prepare(caf::actor_system_config& c) {
-    c.set("scheduler.policy", caf::atom("testing"));
-    c.set("logger.file-verbosity", caf::atom("quiet"));
-    c.set("logger.console-verbosity", caf::atom("quiet"));
-    return c;
-  }
 
-  fixture() : sys(prepare(cfg)), sched(dynamic_cast<caf::scheduler::test_coordinator&>(sys.scheduler())) {
+  fixture() : sys(cmesh::testing::testing_config(cfg)), sched(dynamic_cast<caf::scheduler::test_coordinator&>(sys.scheduler())) {
     auto transport = sys.spawn(fake_transport, log);
     actors.push_back(transport);
     actor_context c;
@@ -116,13 +89,6 @@ struct fixture {
     log->clear();
     post(from, std::move(data));
     sched.run();
-  }
-
-  template <class T>
-  bytes encode(const node_id& source, uint64_t correlation, const T& message) {
-    auto encoded = cmesh::encode_message(source, correlation, message);
-    REQUIRE(encoded.ok());
-    return std::move(*encoded);
   }
 
   template <class T>
@@ -305,7 +271,7 @@ TEST_CASE("iam actor: an answer after the challenge expired is refused - and onc
   auto c2 = f.get_challenge();
   // The answer is in the mailbox when the clock reaches expires_at (before the tick runs).
   f.log->clear();
-  f.post(f.client.public_key, f.encode(f.client.public_key, 7, f.answer_for(c, "", f.client)));
+  f.post(f.client.public_key, encode(f.client.public_key, 7, f.answer_for(c, "", f.client)));
   f.sched.advance_time(60s);
   f.sched.run();
   auto replies = f.sent_of_type<session_reply>(f.client.public_key);
@@ -416,9 +382,9 @@ TEST_CASE("iam actor: malformed requests get 400 in the reply type with their co
   // unknown type.
   f.deliver(f.client.public_key, junk);
   CHECK(f.log->empty());
-  f.deliver(f.client.public_key, f.encode(f.other.public_key, 35, challenge_request{"svc"}));
+  f.deliver(f.client.public_key, encode(f.other.public_key, 35, challenge_request{"svc"}));
   CHECK(f.log->empty());
-  f.deliver(f.client.public_key, f.encode(f.client.public_key, 36, challenge_reply{}));
+  f.deliver(f.client.public_key, encode(f.client.public_key, 36, challenge_reply{}));
   CHECK(f.log->empty());
   f.deliver(f.client.public_key, raw(77, junk, 37, f.client.public_key));
   CHECK(f.log->empty());
