@@ -99,10 +99,15 @@ int run_gossip_scenario(int argc, char** argv) {
   o.agents.swim = true;
   o.agents.contacts = static_cast<uint32_t>(*contacts);
   // The transmit limit follows the contact list's size; scale it to what full membership of n
-  // agents would give (4 * ceil(log10(n + 1))), so partial views do not shorten dissemination.
-  double full = 4 * std::ceil(std::log10(o.nodes + 1.0));
-  double partial = std::ceil(std::log10(std::min<double>(*contacts, o.nodes - 1) + 2.0));
-  o.agents.membership.retransmit_mult = static_cast<uint32_t>(std::ceil(full / partial));
+  // agents would give (mult * ceil(log10(n + 1))), so partial views do not shorten dissemination.
+  const swim::config defaults;
+  const double full_levels = std::ceil(std::log10(o.nodes + 1.0));
+  const double partial_levels = std::ceil(std::log10(std::min<double>(*contacts, o.nodes - 1) + 2.0));
+  auto scaled = [&](uint32_t mult) {
+    return static_cast<uint32_t>(std::ceil(mult * full_levels / partial_levels));
+  };
+  o.agents.membership.rumor_retransmit_mult = scaled(defaults.rumor_retransmit_mult);
+  o.agents.membership.retransmit_mult = scaled(defaults.retransmit_mult);
   // Partial views: an agent keeps at most its contact list's size (plus room for a few it hears
   // of), as a deployment of this size would; full tables at 10,000 agents are 10^8 entries.
   o.agents.membership.member_table_max = static_cast<size_t>(*contacts) + 16;

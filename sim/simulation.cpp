@@ -813,6 +813,8 @@ std::string replay_command(const simulation_options& o) {
       cmd += " --swim-table-max " + std::to_string(o.agents.membership.member_table_max);
     if (o.agents.membership.retransmit_mult != defaults.retransmit_mult)
       cmd += " --swim-retransmit-mult " + std::to_string(o.agents.membership.retransmit_mult);
+    if (o.agents.membership.rumor_retransmit_mult != defaults.rumor_retransmit_mult)
+      cmd += " --swim-rumor-retransmit-mult " + std::to_string(o.agents.membership.rumor_retransmit_mult);
   }
   if (o.join_spread_us != 1'000'000) cmd += " --join-spread " + format_duration_us(o.join_spread_us);
   const auto& f = o.faults;

@@ -147,6 +147,7 @@ status validate(const config& c) {
   if (c.gossip_fanout == 0 || c.gossip_fanout > gossip_fanout_max)
     return bad("gossip_fanout must be in [1, gossip_fanout_max]");
   if (c.retransmit_mult == 0) return bad("retransmit_mult must be positive");
+  if (c.rumor_retransmit_mult == 0) return bad("rumor_retransmit_mult must be positive");
   if (c.suspicion_mult == 0) return bad("suspicion_mult must be positive");
   if (c.suspicion_max_timeout_mult == 0) return bad("suspicion_max_timeout_mult must be positive");
   if (c.push_pull_interval_us <= 0 || c.reconnect_interval_us <= 0 ||
@@ -398,8 +399,9 @@ bool machine::leave_complete() const {
   return leaving_ && member_updates_.index.count(subject_key{0, self_, 0}) == 0;
 }
 
-uint32_t machine::transmit_limit() const {
-  return config_.retransmit_mult * std::max<uint32_t>(1, ceil_log10(live_count() + 1));
+uint32_t machine::transmit_limit(bool rumor) const {
+  const uint32_t mult = rumor ? config_.rumor_retransmit_mult : config_.retransmit_mult;
+  return mult * std::max<uint32_t>(1, ceil_log10(live_count() + 1));
 }
 
 int64_t machine::suspicion_timeout_us(const node_id& id) const {
@@ -933,7 +935,7 @@ void machine::take_from(const update_queue& queue, size_t& bytes_budget,
 }
 
 void machine::count_transmissions(update_queue& queue, const std::vector<queue_position>& used) {
-  uint32_t limit = transmit_limit();
+  uint32_t limit = transmit_limit(&queue == &rumor_updates_);
   for (const auto& position : used) {
     auto node = queue.items.extract(position);
     queue_position next{position.first + 1, position.second};
@@ -949,10 +951,11 @@ void machine::count_transmissions(update_queue& queue, const std::vector<queue_p
 
 // The dedicated round (memberlist's gossip): pending updates to gossip_fanout random live
 // members, each message filled separately. Under the send budget the messages the failure
-// detector sent since the last round come off the fanout (never below 1, so news always moves);
-// what a round overspends is carried as debt into the next one (at most one round's budget).
-// A node thus sends about messages_per_round_max messages per round on average, whatever the
-// churn, unless the detector alone needs more.
+// detector sent since the last round come off the fanout; what a round overspends is carried as
+// debt into the next one (at most four rounds' budget). A round whose budget the detector already
+// spent sends nothing: every probe, ack and relay carries pending updates too, so news still
+// moves. A node thus sends at most messages_per_round_max messages per round on average, whatever
+// the churn, unless the detector alone needs more.
 void machine::gossip_round(int64_t now_us, effects& out) {
   uint32_t overhead = sent_since_gossip_;
   sent_since_gossip_ = 0;
@@ -961,7 +964,7 @@ void machine::gossip_round(int64_t now_us, effects& out) {
   uint32_t budget = config_.messages_per_round_max;
   if (budget > 0) {
     uint32_t allowed = budget > overhead ? budget - overhead : 0;
-    fanout = std::clamp<uint32_t>(allowed, 1, config_.gossip_fanout);
+    fanout = std::min<uint32_t>(allowed, config_.gossip_fanout);
   }
   uint32_t sent = 0;
   for (const auto& target : pick_random(fanout, true, node_id{})) {
@@ -971,7 +974,7 @@ void machine::gossip_round(int64_t now_us, effects& out) {
     ++sent;
   }
   if (budget > 0 && overhead + sent > budget)
-    sent_since_gossip_ = std::min(overhead + sent - budget, budget);
+    sent_since_gossip_ = std::min(overhead + sent - budget, 4 * budget);
 }
 
 // ---- syncs and expiry ------------------------------------------------------------------------

@@ -63,13 +63,15 @@ struct config {
   uint32_t gossip_fanout = 4;              // random live members sent pending updates per round
   uint32_t messages_per_round_max = 4;     // send budget per gossip interval: the round's fanout
                                            // shrinks by the probe/relay/sync messages sent since
-                                           // the last round (never below 1); 0 = no budget
+                                           // the last round (to 0 when they spent it: they
+                                           // carry updates too); 0 = no budget
   uint32_t eager_fanout = 0;               // rumors only: on broadcast and on the first copy,
                                            // send the rumor at once, alone, to this many random
                                            // live members (not the sender, not the origin),
                                            // outside the round budget; the rounds still carry
                                            // it for reliability. 0 = rumors move with rounds
-  uint32_t retransmit_mult = 4;            // an update is sent mult * ceil(log10(n+1)) times
+  uint32_t retransmit_mult = 4;            // membership news is sent mult * ceil(log10(n+1)) times
+  uint32_t rumor_retransmit_mult = 4;      // ...and a user rumor this mult * ceil(log10(n+1)) times
   uint32_t suspicion_mult = 4;             // min suspicion = mult * log10(n) * period
   uint32_t suspicion_max_timeout_mult = 6; // max suspicion = this * min (no confirmations)
   int64_t push_pull_interval_us = 10'000'000;  // full sync with one random member; stretched
@@ -244,8 +246,9 @@ public:
   const node_id& self() const { return self_; }
   const std::string& self_address() const { return self_address_; }
   const config& configuration() const { return config_; }
-  // Transmissions an update gets at the current cluster size: retransmit_mult*ceil(log10(n+1)).
-  uint32_t transmit_limit() const;
+  // Transmissions an update gets at the current cluster size: retransmit_mult*ceil(log10(n+1))
+  // (rumor_retransmit_mult for user rumors).
+  uint32_t transmit_limit(bool rumor = false) const;
   // Current suspicion timeout for a suspect member (0 if it is not suspect here).
   int64_t suspicion_timeout_us(const node_id& id) const;
   // Alive and suspect members as records, for the shell to persist.

@@ -31,7 +31,8 @@ command_spec sim_command_spec() {
       {"agents", "", "run imAlive membership (actors/swim) on every node", ""},
       {"contacts", "K", "with --agents: every node starts knowing K random others instead of joining (then --seed-nodes may be 0)", "0"},
       {"swim-table-max", "N", "with --agents: members each node keeps", "16384"},
-      {"swim-retransmit-mult", "M", "with --agents: an update is sent M * ceil(log10(n+1)) times", "4"},
+      {"swim-retransmit-mult", "M", "with --agents: membership news is sent M * ceil(log10(n+1)) times", "4"},
+      {"swim-rumor-retransmit-mult", "M", "with --agents: a rumor is sent M * ceil(log10(n+1)) times", "4"},
       {"flood", "K", "benchmark workload: every node keeps K probes circulating to random nodes", "0 = off"},
       {"flood-payload", "BYTES", "payload of each flood probe", "64"},
       {"raft", "N", "nodes 0..N-1 form a Raft group serving the replicated key/value store", "0 = off"},
@@ -78,6 +79,10 @@ result<sim::simulation_options> sim_options_from(const parsed_options& p, uint64
   auto mult = get_unsigned(p, "swim-retransmit-mult", o.agents.membership.retransmit_mult, 1, 64);
   if (!mult) return mult.err();
   o.agents.membership.retransmit_mult = static_cast<uint32_t>(*mult);
+  auto rumor_mult =
+      get_unsigned(p, "swim-rumor-retransmit-mult", o.agents.membership.rumor_retransmit_mult, 1, 64);
+  if (!rumor_mult) return rumor_mult.err();
+  o.agents.membership.rumor_retransmit_mult = static_cast<uint32_t>(*rumor_mult);
   bool contact_lists = o.agents.swim && o.agents.contacts > 0;
   auto seed_nodes = get_unsigned(p, "seed-nodes", 1, contact_lists ? 0 : 1, o.nodes);
   if (!seed_nodes) return seed_nodes.err();

@@ -39,6 +39,7 @@ sim::simulation_options agents(uint32_t nodes, uint64_t seed, swim::observer& r)
   o.agents.contacts = 32;
   o.agents.membership.member_table_max = 48;
   o.agents.membership.retransmit_mult = 8;
+  o.agents.membership.rumor_retransmit_mult = 8;
   o.agents.watcher = &r;
   return o;
 }
