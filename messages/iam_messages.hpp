@@ -5,6 +5,12 @@
 //   client -> node  challenge_request{audience}                      -> challenge_reply
 //   client -> node  answer_message{nonce, holder_did, scope, sig}     -> session_reply
 //   client -> node  revoke_request{token}                             -> revoke_reply
+//   node -> node    revocation_notice{entries}                        (no reply)
+//
+// revocation_notice: an IAM tells the IAMs of the nodes it is connected to which of its OWN tokens
+// are revoked, when it revokes one and, in full, when a node connects. A receiver applies each
+// entry to tokens issued by the authenticated sender only, so a node can never revoke another
+// node's tokens (docs/iam.md §10).
 //
 // Every request gets exactly one reply carrying the request envelope's correlation. The client
 // authenticates to the node with the transport handshake; the holder's identity in the answer is
@@ -27,6 +33,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include <msgpack.hpp>
 
@@ -117,6 +124,24 @@ struct revoke_reply {
   uint16_t status = status_ok;
   std::string reason;       // on 200: empty, or why nothing needed revoking (already expired)
   MSGPACK_DEFINE(status, reason);
+};
+
+// One revoked token of the sending node: its jti and when it expires anyway (after that the
+// entry is forgotten).
+struct revocation_entry {
+  std::string token_id;
+  int64_t expires_at_s = 0;
+  MSGPACK_DEFINE(token_id, expires_at_s);
+};
+
+inline constexpr size_t revocation_notice_entries_max = 512;
+inline constexpr size_t revocation_token_id_chars_max = 128;
+
+struct revocation_notice {
+  static constexpr uint16_t service_id = services::iam;
+  static constexpr uint16_t type_id = 7;
+  std::vector<revocation_entry> entries;  // at most revocation_notice_entries_max
+  MSGPACK_DEFINE(entries);
 };
 
 }  // namespace cmesh::iam

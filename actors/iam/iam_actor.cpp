@@ -4,6 +4,7 @@
 #include <cassert>
 #include <chrono>
 #include <map>
+#include <set>
 #include <memory>
 #include <vector>
 
@@ -14,6 +15,7 @@
 #include "messages/iam_messages.hpp"
 #include "messages/seam.hpp"
 #include "runtime/core/event_sink.hpp"
+#include "runtime/store/store.hpp"
 
 namespace cmesh::iam {
 
@@ -34,6 +36,17 @@ struct iam_state {
   std::unique_ptr<machine> protocol;
   std::vector<caf::actor> watchers;
   std::map<node_id, uint32_t> window;  // challenge requests per peer in the current tick
+  // Connected nodes (peers that advertise an address; clients do not): they hear our revocations.
+  std::set<node_id> nodes;
+  // Revocations other nodes' IAMs told us about, each for a token that node issued:
+  // (issuer, jti) -> the token's exp. Bounded by the machine's revocations_max.
+  std::map<std::pair<node_id, std::string>, int64_t> foreign;
+  store* storage = nullptr;     // revocations survive a restart here (null: memory only)
+  store::database revocations_db = 0;
+  uint64_t notices_sent = 0;
+  uint64_t foreign_learned = 0;
+  uint64_t persist_failures = 0;
+  uint64_t ticks = 0;
   uint64_t malformed = 0;
   uint64_t rate_limited = 0;
   uint64_t requests = 0;
@@ -160,9 +173,160 @@ void on_answer(iam_actor* self, const node_id& from, uint64_t correlation, const
   reply(self, from, correlation, make_session(self, from, message));
 }
 
-void tell_watchers(iam_actor* self, const std::string& token_id, int64_t expires_at_s) {
+void tell_watchers(iam_actor* self, const node_id& issuer, const std::string& token_id,
+                   int64_t expires_at_s) {
   for (const auto& w : self->state.watchers)
-    self->send(w, iam_revoked_atom::value, token_id, expires_at_s);
+    self->send(w, iam_revoked_atom::value, issuer, token_id, expires_at_s);
+}
+
+// ---- durable revocations (docs/iam.md §4) -------------------------------------------------------
+// One entry per revoked token: key = issuer key (32 bytes) + jti, value = exp in decimal. Own
+// revocations are written before the revoke is acknowledged; foreign ones before watchers hear them.
+
+std::string revocation_key(const node_id& issuer, std::string_view token_id) {
+  std::string key(reinterpret_cast<const char*>(issuer.key.data()), issuer.key.size());
+  key.append(token_id);
+  return key;
+}
+
+status persist_revocation(iam_actor* self, const node_id& issuer, std::string_view token_id,
+                          int64_t expires_at_s) {
+  auto& st = self->state;
+  if (!st.storage) return ok_status();
+  auto txn = st.storage->begin_write();
+  if (!txn) return txn.err();
+  auto put = txn->put(st.revocations_db, revocation_key(issuer, token_id), std::to_string(expires_at_s));
+  if (!put.ok()) return put;
+  return txn->commit();
+}
+
+bool live(iam_actor* self, int64_t expires_at_s, int64_t now) {
+  return now < expires_at_s + self->state.protocol->configuration().clock_skew_s;
+}
+
+// Forgets expired foreign revocations and expired entries of the store.
+void prune_revocations(iam_actor* self, int64_t now) {
+  auto& st = self->state;
+  for (auto it = st.foreign.begin(); it != st.foreign.end();)
+    it = live(self, it->second, now) ? std::next(it) : st.foreign.erase(it);
+  if (!st.storage) return;
+  std::vector<std::string> doomed;
+  if (auto reader = st.storage->begin_read()) {
+    (void)reader->for_each(st.revocations_db, [&](std::string_view key, std::string_view value) {
+      int64_t exp = 0;
+      try {
+        exp = std::stoll(std::string(value));
+      } catch (...) {
+      }
+      if (!live(self, exp, now)) doomed.emplace_back(key);
+      return true;
+    });
+  }
+  if (doomed.empty()) return;
+  auto txn = st.storage->begin_write();
+  if (!txn) return;
+  for (const auto& key : doomed) (void)txn->erase(st.revocations_db, key);
+  (void)txn->commit();
+}
+
+// At start: the revocations the node had made or learned before it stopped.
+void load_revocations(iam_actor* self, int64_t now) {
+  auto& st = self->state;
+  auto db = st.storage->open_database("iam_revocations");
+  if (!db) {
+    record(self, "storage_error", node_id{}, "revocations not persisted: " + db.err().describe());
+    st.storage = nullptr;
+    return;
+  }
+  st.revocations_db = *db;
+  auto reader = st.storage->begin_read();
+  if (!reader) return;
+  size_t loaded = 0;
+  (void)reader->for_each(st.revocations_db, [&](std::string_view key, std::string_view value) {
+    if (key.size() <= 32) return true;
+    int64_t exp = 0;
+    try {
+      exp = std::stoll(std::string(value));
+    } catch (...) {
+      return true;
+    }
+    if (!live(self, exp, now)) return true;
+    const node_id issuer = node_id::from_bytes(reinterpret_cast<const uint8_t*>(key.data()));
+    const std::string token_id(key.substr(32));
+    if (issuer == st.ctx.self) (void)st.protocol->revoke(token_id, exp, now);
+    else st.foreign[{issuer, token_id}] = exp;
+    ++loaded;
+    return true;
+  });
+  if (loaded) record(self, "revocations_loaded", node_id{}, std::to_string(loaded) + " live", static_cast<int64_t>(loaded));
+}
+
+// ---- spreading our revocations to the other nodes -------------------------------------------------
+
+void send_notice(iam_actor* self, const node_id& to, revocation_notice notice) {
+  auto& st = self->state;
+  auto encoded = encode_message(st.ctx.self, 0, notice);
+  if (!encoded) return;
+  self->send(st.transport, send_atom::value, to, services::iam, std::move(*encoded));
+  ++st.notices_sent;
+}
+
+// Every live revocation of our own tokens, in notices of at most revocation_notice_entries_max.
+void send_all_revocations(iam_actor* self, const node_id& to) {
+  auto& st = self->state;
+  const int64_t now = now_s(self);
+  revocation_notice notice;
+  for (const auto& [token_id, expires_at_s] : st.protocol->revocations()) {
+    if (!live(self, expires_at_s, now)) continue;
+    notice.entries.push_back({token_id, expires_at_s});
+    if (notice.entries.size() == revocation_notice_entries_max) {
+      send_notice(self, to, std::move(notice));
+      notice = revocation_notice{};
+    }
+  }
+  if (!notice.entries.empty()) send_notice(self, to, std::move(notice));
+}
+
+// A node told us which of ITS tokens are revoked. Entries apply to tokens issued by `from` only
+// (the transport authenticated it), so nobody can revoke another node's tokens.
+void on_notice(iam_actor* self, const node_id& from, const revocation_notice& notice) {
+  auto& st = self->state;
+  if (notice.entries.size() > revocation_notice_entries_max) {
+    ++st.malformed;
+    record(self, "malformed", from, "revocation notice of " + std::to_string(notice.entries.size()) +
+                                        " entries, at most " + std::to_string(revocation_notice_entries_max));
+    return;
+  }
+  if (from == st.ctx.self) return;
+  const int64_t now = now_s(self);
+  for (const auto& e : notice.entries) {
+    if (e.token_id.empty() || e.token_id.size() > revocation_token_id_chars_max) {
+      ++st.malformed;
+      record(self, "malformed", from, "revocation notice: token id empty or over " +
+                                          std::to_string(revocation_token_id_chars_max) + " characters");
+      continue;
+    }
+    if (!live(self, e.expires_at_s, now)) continue;
+    auto key = std::make_pair(from, e.token_id);
+    if (auto known = st.foreign.find(key); known != st.foreign.end()) {
+      known->second = std::max(known->second, e.expires_at_s);
+      continue;
+    }
+    if (st.foreign.size() >= st.protocol->configuration().revocations_max) prune_revocations(self, now);
+    if (st.foreign.size() >= st.protocol->configuration().revocations_max) {
+      record(self, "refused", from, "revocation notice: foreign revocation list full (" +
+                                        std::to_string(st.foreign.size()) + ")");
+      return;
+    }
+    if (auto problem = persist_revocation(self, from, e.token_id, e.expires_at_s); !problem.ok()) {
+      ++st.persist_failures;
+      record(self, "storage_error", from, "foreign revocation kept in memory only: " + problem.describe());
+    }
+    st.foreign.emplace(key, e.expires_at_s);
+    ++st.foreign_learned;
+    record(self, "revocation_learned", from, "jti=" + e.token_id, e.expires_at_s);
+    tell_watchers(self, from, e.token_id, e.expires_at_s);
+  }
 }
 
 void on_revoke(iam_actor* self, const node_id& from, uint64_t correlation,
@@ -191,6 +355,12 @@ void on_revoke(iam_actor* self, const node_id& from, uint64_t correlation,
     return;
   }
   const bool already = st.protocol->is_revoked(authentic->token_id);
+  // Durable before acknowledged: a restart must not bring a revoked token back to life.
+  if (auto problem = persist_revocation(self, st.ctx.self, authentic->token_id, authentic->expires_at_s);
+      !problem.ok()) {
+    ++st.persist_failures;
+    return refuse(status_unavailable, "storage_error: revocation not saved, retry: " + problem.describe());
+  }
   if (auto problem = st.protocol->revoke(authentic->token_id, authentic->expires_at_s, now))
     return refuse(problem.code == errc::too_large ? status_unavailable : status_bad_request,
                   problem.describe());
@@ -199,7 +369,10 @@ void on_revoke(iam_actor* self, const node_id& from, uint64_t correlation,
   } else {
     record(self, "revoked", from, "jti=" + authentic->token_id + " holder=" + authentic->subject,
            authentic->expires_at_s);
-    tell_watchers(self, authentic->token_id, authentic->expires_at_s);
+    tell_watchers(self, st.ctx.self, authentic->token_id, authentic->expires_at_s);
+    // Routers of other nodes accept our tokens too (a Raft group trusts its members' IAMs).
+    for (const auto& node : st.nodes)
+      send_notice(self, node, revocation_notice{{{authentic->token_id, authentic->expires_at_s}}});
   }
   reply(self, from, correlation, answer);
 }
@@ -243,6 +416,9 @@ void on_envelope(iam_actor* self, const node_id& from, const bytes& data) {
           *env, [&](revoke_request m) { on_revoke(self, from, correlation, m); });
       if (!problem.empty()) bad_request<revoke_reply>(self, from, correlation, problem);
       break;
+    case revocation_notice::type_id:
+      problem = decode_then<revocation_notice>(*env, [&](revocation_notice m) { on_notice(self, from, m); });
+      break;
     default: problem = "unexpected iam message type " + std::to_string(env->type);
   }
   if (problem.empty()) return;
@@ -260,6 +436,8 @@ caf::behavior run(iam_actor* self, caf::actor transport, actor_context context) 
   auto rules = st.ctx.scopes.empty() ? default_scope_rules() : st.ctx.scopes;
   st.protocol = std::make_unique<machine>(st.ctx.iam, jose::signer_for(*st.ctx.signer),
                                           scope_table(std::move(rules)), st.ctx.random);
+  st.storage = st.ctx.storage;
+  if (st.storage) load_revocations(self, now_s(self));
   self->set_default_handler(ignore_unexpected);
   self->set_down_handler([=](caf::down_msg& msg) {
     auto& w = self->state.watchers;
@@ -273,13 +451,17 @@ caf::behavior run(iam_actor* self, caf::actor transport, actor_context context) 
     [=](deliver_atom, const node_id& from, uint16_t service, const bytes& data) {
       if (service == services::iam) on_envelope(self, from, data);
     },
-    [=](peer_up_atom, const node_id&, const std::string&) {},
-    [=](peer_down_atom, const node_id&) {},
+    [=](peer_up_atom, const node_id& peer, const std::string& address) {
+      if (address.empty()) return;  // a client: it has no router to tell
+      if (self->state.nodes.insert(peer).second) send_all_revocations(self, peer);
+    },
+    [=](peer_down_atom, const node_id& peer) { self->state.nodes.erase(peer); },
     [=](dial_failed_atom, const std::string&, const std::string&) {},
     [=](tick_atom) {
       auto& s = self->state;
       s.protocol->tick(now_s(self));
       s.window.clear();
+      if (++s.ticks % 60 == 0) prune_revocations(self, now_s(self));
       self->delayed_send(self, std::chrono::seconds(1), tick_atom::value);
     },
     [=](iam_watch_atom, const caf::actor& watcher) {
@@ -290,7 +472,9 @@ caf::behavior run(iam_actor* self, caf::actor transport, actor_context context) 
       s.watchers.push_back(watcher);
       self->monitor(watcher);
       for (const auto& [token_id, expires_at_s] : s.protocol->revocations())
-        self->send(watcher, iam_revoked_atom::value, token_id, expires_at_s);
+        self->send(watcher, iam_revoked_atom::value, s.ctx.self, token_id, expires_at_s);
+      for (const auto& [key, expires_at_s] : s.foreign)
+        self->send(watcher, iam_revoked_atom::value, key.first, key.second, expires_at_s);
     },
     [=](iam_verify_atom, const std::string& token, const std::string& audience,
         const std::string& scope) -> caf::result<uint16_t, std::string, std::string, std::string> {
@@ -329,6 +513,8 @@ caf::behavior run(iam_actor* self, caf::actor transport, actor_context context) 
              " verified=" + std::to_string(stats.tokens_verified) +
              " refused=" + std::to_string(refusals) +
              " revoked=" + std::to_string(s.protocol->revocation_count()) +
+             " foreign_revoked=" + std::to_string(s.foreign.size()) +
+             " notices_sent=" + std::to_string(s.notices_sent) +
              " outstanding=" + std::to_string(s.protocol->outstanding_challenges()) +
              " watchers=" + std::to_string(s.watchers.size()) +
              " rate_limited=" + std::to_string(s.rate_limited) +

@@ -12,8 +12,11 @@
 //
 // In-process API (for the router and other protected services of the node):
 //   (iam_watch_atom, caf::actor watcher)
-//       the watcher is told (iam_revoked_atom, std::string token_id, int64_t expires_at_s) for
-//       every live revocation at once and for every later one, until it terminates (monitored).
+//       the watcher is told (iam_revoked_atom, node_id issuer, std::string token_id,
+//       int64_t expires_at_s) for every live revocation at once and for every later one, until it
+//       terminates (monitored). issuer is this node for its own revocations, or another node whose
+//       IAM told us about one of ITS tokens (revocation_notice; a receiver applies it to that
+//       issuer's tokens only).
 //       A router keeps its own verified-token cache and revoked set with this and never has to
 //       trust a caller; revocations are dropped from its set once expires_at_s + skew passed.
 //   (iam_verify_atom, std::string token, std::string audience, std::string scope)
@@ -31,7 +34,8 @@
 // periodic timer (1 s): machine.tick() and the rate-limit window. Randomness: the random source
 // handed in (real mode: jose::secure_random_source(), from runtime/; simulation and tests: a
 // seeded one), never one of its own. Events go to the event sink: challenge_issued,
-// session_issued, refused (kind), revoked, malformed, rate_limited.
+// session_issued, refused (kind), revoked, revocation_learned, revocations_loaded, storage_error,
+// malformed, rate_limited.
 #pragma once
 
 #include <cstdint>
@@ -50,6 +54,7 @@ class actor_system;
 
 namespace cmesh {
 class event_sink;
+class store;
 }
 
 namespace cmesh::iam {
@@ -78,6 +83,9 @@ struct actor_context {
   jose::random_source random;         // nonces and token ids; REQUIRED
   int64_t epoch_offset_us = 0;        // actor clock + this = mesh time (real mode: Unix time)
   event_sink* events = nullptr;
+  // Revocations (own and learned) are kept here across restarts; own ones are saved before the
+  // revoke is acknowledged. Null: memory only (tests). Real mode: the node's own iam environment.
+  store* storage = nullptr;
 };
 
 caf::actor spawn_iam_actor(caf::actor_system& system, const caf::actor& transport,

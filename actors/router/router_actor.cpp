@@ -282,8 +282,8 @@ caf::behavior run(router_actor* self, caf::actor transport, caf::actor kv, caf::
       start(self, std::move(who), std::move(*req));
       return promise;
     },
-    [=](iam::iam_revoked_atom, const std::string& token_id, int64_t expires_at_s) {
-      self->state.routing->revoke(token_id, expires_at_s);
+    [=](iam::iam_revoked_atom, const node_id& issuer, const std::string& token_id, int64_t expires_at_s) {
+      self->state.routing->revoke(issuer, token_id, expires_at_s);
       record(self, "revocation", node_id{}, token_id, expires_at_s);
     },
     [=](peer_up_atom, const node_id&, const std::string&) {},

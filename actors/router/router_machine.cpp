@@ -142,14 +142,29 @@ machine::machine(config cfg, node_id issuer_key, std::string audience)
   assert(validate(config_).ok());
 }
 
-void machine::revoke(const std::string& token_id, int64_t expires_at_s) {
-  if (revoked_.size() >= config_.revoked_max && !revoked_.count(token_id)) {
-    // Full: drop the revocation that expires first (its token is the closest to dying anyway).
-    auto first = std::min_element(revoked_.begin(), revoked_.end(),
-                                  [](const auto& a, const auto& b) { return a.second < b.second; });
-    revoked_.erase(first);
+void machine::revoke(const node_id& issuer, const std::string& token_id, int64_t expires_at_s) {
+  auto& of_issuer = revoked_[issuer];
+  if (auto known = of_issuer.find(token_id); known != of_issuer.end()) {
+    known->second = std::max(known->second, expires_at_s);
+    return;
   }
-  revoked_[token_id] = expires_at_s;
+  if (revoked_count_ >= config_.revoked_max) {
+    // Full: drop the revocation that expires first (its token is the closest to dying anyway).
+    std::map<std::string, int64_t, std::less<>>* owner = nullptr;
+    std::map<std::string, int64_t, std::less<>>::iterator first;
+    for (auto& [who, ids] : revoked_)
+      for (auto it = ids.begin(); it != ids.end(); ++it)
+        if (!owner || it->second < first->second) {
+          owner = &ids;
+          first = it;
+        }
+    if (owner) {
+      owner->erase(first);
+      --revoked_count_;
+    }
+  }
+  of_issuer.emplace(token_id, expires_at_s);
+  ++revoked_count_;
   tokens_.forget_token_id(token_id);
 }
 
@@ -208,7 +223,11 @@ void machine::on_request(request_id id, cmtp::request req, int64_t now_us, effec
   check.issuer_key = issuer_key_;
   check.audience = audience_;
   check.now_s = now_us / 1'000'000;
-  check.is_revoked = [this](std::string_view jti) { return revoked_.count(std::string(jti)) != 0; };
+  // Revocations are per issuer: another node can only have revoked its own tokens.
+  check.is_revoked = [this, &check](std::string_view jti) {
+    auto of_issuer = revoked_.find(check.issuer_key);
+    return of_issuer != revoked_.end() && of_issuer->second.find(jti) != of_issuer->second.end();
+  };
   auto claims = tokens_.verify(req.token, check);
   if (!claims && claims.kind() == iam::error_kind::wrong_issuer)  // another node's IAM (0xP)?
     if (auto other = trusted_issuer_of(req.token, trusted_)) {
@@ -481,8 +500,18 @@ void machine::tick(int64_t now_us, effects& out) {
     finish(id, std::move(r), out);
   }
   const int64_t now_s = now_us / 1'000'000;
-  for (auto it = revoked_.begin(); it != revoked_.end();)
-    it = it->second + 60 < now_s ? revoked_.erase(it) : std::next(it);
+  for (auto issuer = revoked_.begin(); issuer != revoked_.end();) {
+    auto& ids = issuer->second;
+    for (auto it = ids.begin(); it != ids.end();) {
+      if (it->second + 60 < now_s) {
+        it = ids.erase(it);
+        --revoked_count_;
+      } else {
+        ++it;
+      }
+    }
+    issuer = ids.empty() ? revoked_.erase(issuer) : std::next(issuer);
+  }
 }
 
 int64_t machine::next_deadline_us() const {

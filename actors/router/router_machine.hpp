@@ -170,8 +170,9 @@ public:
   // Other nodes whose IAM this router trusts to issue session tokens (for requests proxied to it
   // by their routers: 0xP). Its own node is always trusted.
   void trust_issuer(const node_id& issuer) { trusted_.insert(issuer); }
-  // The IAM actor revoked `token_id` (its token expires at `expires_at_s`).
-  void revoke(const std::string& token_id, int64_t expires_at_s);
+  // `token_id` of a token `issuer` signed is revoked (the token expires at `expires_at_s`): told by
+  // this node's IAM, for its own tokens and for those other nodes' IAMs revoked (docs/iam.md §4).
+  void revoke(const node_id& issuer, const std::string& token_id, int64_t expires_at_s);
   // Answers 408 to requests whose call outlived dispatch_timeout_us; forgets expired revocations.
   void tick(int64_t now_us, effects& out);
   // The earliest call deadline, or INT64_MAX.
@@ -219,7 +220,9 @@ private:
   std::set<node_id> trusted_;                   // other issuers accepted (0xP)
   std::string audience_;
   iam::verified_token_cache tokens_;
-  std::map<std::string, int64_t> revoked_;      // token id -> its token's exp (Unix seconds)
+  // issuer -> token id -> its token's exp (Unix seconds)
+  std::map<node_id, std::map<std::string, int64_t, std::less<>>> revoked_;
+  size_t revoked_count_ = 0;
   lru_cache<std::string, bucket> buckets_;
   std::map<request_id, pending_request> pending_;
   std::set<std::pair<std::string, std::string>> in_flight_;  // (sub, tx)

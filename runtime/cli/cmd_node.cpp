@@ -323,6 +323,12 @@ int run_node(int argc, char** argv) {
     std::fprintf(stderr, "cmesh node: %s\n", rmb_storage.err().describe().c_str());
     return exit_failed;
   }
+  // And the IAM, whose revocations must survive a restart.
+  auto iam_storage = store::open(options->data_directory + "/iam", store_options{});
+  if (!iam_storage) {
+    std::fprintf(stderr, "cmesh node: %s\n", iam_storage.err().describe().c_str());
+    return exit_failed;
+  }
 
   // Block the shutdown signals before CAF starts its threads, so only sigtimedwait sees them.
   sigset_t signals;
@@ -373,6 +379,7 @@ int run_node(int argc, char** argv) {
     setup.storage = storage->get();
     setup.raft_storage = raft_storage.get();
     setup.rmb_storage = rmb_storage->get();
+    setup.iam_storage = iam_storage->get();
     rmb_setup bus;
     bus.twins.push_back(*self_identity);  // the node's own identity is its first twin
     for (const auto& twin : options->twins)
@@ -449,6 +456,7 @@ int run_node(int argc, char** argv) {
   }
   raft_storage.reset();
   rmb_storage->reset();
+  iam_storage->reset();
   storage->reset();  // closes LMDB after every actor is gone
   log.line("stopped cleanly");
   return exit_code;

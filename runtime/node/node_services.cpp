@@ -156,6 +156,7 @@ std::vector<caf::actor> spawn_node_services(caf::actor_system& system, const caf
                               : jose::seeded_random_source(mix_seed(setup.rng_seed, /*stream: iam*/ 9));
     context.epoch_offset_us = i.epoch_offset_us;
     context.events = setup.events;
+    context.storage = setup.iam_storage ? setup.iam_storage : setup.storage;
     services.push_back(iam::spawn_iam_actor(system, transport, std::move(context)));
     iam_actor = services.back();
   }

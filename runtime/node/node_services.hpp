@@ -173,6 +173,9 @@ struct node_setup {
   // The RMB agent's own store (real mode: a separate LMDB environment, as for Raft). Null: share
   // `storage`.
   store* rmb_storage = nullptr;
+  // The IAM's own store for revocations (real mode: a separate LMDB environment). Null: share
+  // `storage` (the simulator).
+  store* iam_storage = nullptr;
 };
 
 // Spawns every service of one node; each registers itself with `transport`.

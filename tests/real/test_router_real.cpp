@@ -3,6 +3,8 @@
 // an independent observer of the audit trail.
 #include <doctest/doctest.h>
 
+#include <filesystem>
+
 #include <fstream>
 #include <memory>
 #include <string>
@@ -150,8 +152,26 @@ TEST_CASE("real router: the seed's flow - names registered once, resolved and di
     in >> issuer >> token;
   }
   REQUIRE(!token.empty());
+  // Node 0's token is good at node 1 too (its router trusts its Raft group's IAMs): keep it as
+  // the session for node 1, and use it there once.
+  auto session_file = [&](const std::string& address) {
+    return dir.file("me.key." + address.substr(0, address.find(':')) + "_" + address.substr(address.find(':') + 1) +
+                    ".session");
+  };
+  std::filesystem::copy_file(session, session_file(addresses[1]), std::filesystem::copy_options::overwrite_existing);
+  auto elsewhere = call(dir, {"0xR:helloWorld.mcom", "--identity", key, "--node", addresses[1], "--verbose"});
+  INFO(elsewhere.output);
+  CHECK(elsewhere.code == 0);
+  CHECK(elsewhere.output.find("401") == std::string::npos);
   auto revoked = cmesh::testing::run(binary, {"id", "revoke", token, "--node", addresses[0]}, dir.file("revoke.log"));
   CHECK(revoked.first == 0);
+  // The revocation reaches the other nodes' IAMs, and their routers refuse the token.
+  for (int i = 1; i < 3; ++i) CHECK(nodes[i]->wait_for_text("iam revocation_learned peer=" + dids[0], 5s));
+  auto refused_elsewhere = call(dir, {"0xR:helloWorld.mcom", "--identity", key, "--node", addresses[1], "--verbose"});
+  INFO(refused_elsewhere.output);
+  CHECK(refused_elsewhere.code == 0);  // refused with the kept session, then a new handshake at node 1
+  CHECK(refused_elsewhere.output.find("401 with the kept session") != std::string::npos);
+  CHECK(refused_elsewhere.output.find("revoked") != std::string::npos);
   auto after = call(dir, {"0xR:helloWorld.mcom", "--identity", key, "--node", addresses[0], "--verbose"});
   INFO(after.output);
   CHECK(after.code == 0);

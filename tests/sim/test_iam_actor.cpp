@@ -5,6 +5,7 @@
 
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <tuple>
 #include <vector>
@@ -19,7 +20,9 @@
 #include "messages/services.hpp"
 #include "runtime/core/event_sink.hpp"
 #include "sim/simulation.hpp"
+#include "runtime/store/store.hpp"
 #include "tests/sim/fake_seam.hpp"
+#include "tests/temp_directory.hpp"
 
 using namespace cmesh::iam;
 using namespace std::chrono_literals;
@@ -36,11 +39,14 @@ namespace {
 
 using revocation = std::pair<std::string, int64_t>;
 
-// A router's side of the watch: records every (iam_revoked, token_id, expires_at_s) it is told.
-caf::behavior watcher(caf::event_based_actor*, std::shared_ptr<std::vector<revocation>> told) {
+// A router's side of the watch: records every (iam_revoked, issuer, token_id, expires_at_s) it is
+// told (the issuers apart).
+caf::behavior watcher(caf::event_based_actor*, std::shared_ptr<std::vector<revocation>> told,
+                      std::shared_ptr<std::vector<node_id>> issuers) {
   return {
-    [=](iam_revoked_atom, const std::string& token_id, int64_t expires_at_s) {
+    [=](iam_revoked_atom, const node_id& issuer, const std::string& token_id, int64_t expires_at_s) {
       told->emplace_back(token_id, expires_at_s);
+      issuers->push_back(issuer);
     },
   };
 }
@@ -63,17 +69,38 @@ struct fixture {
   uint64_t next_correlation = 100;
 
 
-  fixture() : sys(cmesh::testing::testing_config(cfg)), sched(dynamic_cast<caf::scheduler::test_coordinator&>(sys.scheduler())) {
-    auto transport = sys.spawn(fake_transport, log);
+  caf::actor transport;
+  actor_context context;
+
+  explicit fixture(cmesh::store* storage = nullptr)
+      : sys(cmesh::testing::testing_config(cfg)), sched(dynamic_cast<caf::scheduler::test_coordinator&>(sys.scheduler())) {
+    transport = sys.spawn(fake_transport, log);
     actors.push_back(transport);
-    actor_context c;
-    c.self = node.public_key;
-    c.signer = node;
-    c.random = cmesh::jose::seeded_random_source(21);
-    c.epoch_offset_us = epoch_s * 1'000'000;
-    c.events = &sink;
-    iam = spawn_iam_actor(sys, transport, c);
+    context.self = node.public_key;
+    context.signer = node;
+    context.random = cmesh::jose::seeded_random_source(21);
+    context.epoch_offset_us = epoch_s * 1'000'000;
+    context.events = &sink;
+    context.storage = storage;
+    iam = spawn_iam_actor(sys, transport, context);
     actors.push_back(iam);
+    sched.run();
+  }
+
+  // The node restarts: a new IAM actor over the same store (fresh randomness, so no token id of
+  // before comes out again).
+  void restart() {
+    caf::anon_send_exit(iam, caf::exit_reason::kill);
+    sched.run();
+    context.random = cmesh::jose::seeded_random_source(22);
+    iam = spawn_iam_actor(sys, transport, context);
+    actors.push_back(iam);
+    sched.run();
+  }
+
+  void connect(const node_id& peer, const std::string& address) {
+    log->clear();
+    caf::anon_send(iam, cmesh::peer_up_atom::value, peer, address);
     sched.run();
   }
 
@@ -155,9 +182,10 @@ struct fixture {
     return **out;
   }
 
-  std::shared_ptr<std::vector<revocation>> watch() {
+  std::shared_ptr<std::vector<revocation>> watch(std::shared_ptr<std::vector<node_id>> issuers = nullptr) {
     auto told = std::make_shared<std::vector<revocation>>();
-    auto w = sys.spawn(watcher, told);
+    if (!issuers) issuers = std::make_shared<std::vector<node_id>>();
+    auto w = sys.spawn(watcher, told, issuers);
     actors.push_back(w);
     caf::anon_send(iam, iam_watch_atom::value, w);
     sched.run();
@@ -335,6 +363,79 @@ TEST_CASE("iam actor: a revoked token is refused by iam_verify and every watcher
   // Another session of the same holder is unaffected.
   auto fresh = f.session("state.read");
   CHECK(std::get<0>(f.verify(fresh.token, "svc", "state.read")) == 200);
+}
+
+TEST_CASE("iam actor: revocations reach connected nodes at once and in full on connect, a notice revokes only its sender's tokens, and revocations survive a restart") {
+  cmesh::testing::temp_directory dir("cmesh-iam-test");
+  auto opened = cmesh::store::open(dir.path(), cmesh::store_options{});
+  REQUIRE(opened.ok());
+  auto storage = std::move(*opened);
+  fixture f(storage.get());
+  const identity peer_b = identity::derive_for_simulation(10, 3);
+  const identity peer_c = identity::derive_for_simulation(10, 4);
+  f.connect(peer_b.public_key, "127.0.0.1:7002");  // a node: it advertises an address
+  CHECK(f.log->empty());                           // nothing revoked yet: nothing to tell
+  f.connect(f.client.public_key, "");              // a client: no router to tell
+  auto s = f.session("state.read");
+  REQUIRE(s.status == status_ok);
+
+  // Revoke: the client gets its reply, node B a notice with the entry, the client no notice.
+  f.deliver(f.client.public_key, encode(f.client.public_key, 7, revoke_request{s.token}));
+  auto replies = f.sent_of_type<revoke_reply>(f.client.public_key);
+  REQUIRE(replies.size() == 1);
+  CHECK(replies[0].second.status == status_ok);
+  CHECK(f.sent_of_type<revocation_notice>(f.client.public_key).empty());
+  auto to_b = f.sent_of_type<revocation_notice>(peer_b.public_key);
+  REQUIRE(to_b.size() == 1);
+  REQUIRE(to_b[0].second.entries.size() == 1);
+  CHECK(to_b[0].second.entries[0].token_id == s.token_id);
+  CHECK(to_b[0].second.entries[0].expires_at_s == s.expires_at_s);
+
+  // A node that connects later gets every live revocation.
+  f.connect(peer_c.public_key, "127.0.0.1:7003");
+  auto to_c = f.sent_of_type<revocation_notice>(peer_c.public_key);
+  REQUIRE(to_c.size() == 1);
+  REQUIRE(to_c[0].second.entries.size() == 1);
+  CHECK(to_c[0].second.entries[0].token_id == s.token_id);
+
+  // B tells us about one of ITS tokens: watchers hear it with B as the issuer. Expired entries
+  // are ignored; a bad token id or an oversized notice is malformed and changes nothing.
+  auto issuers = std::make_shared<std::vector<node_id>>();
+  auto told = f.watch(issuers);
+  REQUIRE(told->size() == 1);  // our own revocation
+  CHECK((*issuers)[0] == f.node.public_key);
+  revocation_notice from_b;
+  from_b.entries.push_back({"b-token", epoch_s + 600});
+  from_b.entries.push_back({"b-expired", epoch_s - 3600});
+  from_b.entries.push_back({std::string(200, 'x'), epoch_s + 600});
+  f.deliver(peer_b.public_key, encode(peer_b.public_key, 0, from_b));
+  CHECK(f.log->empty());  // a notice gets no reply
+  REQUIRE(told->size() == 2);
+  CHECK((*told)[1] == revocation{"b-token", epoch_s + 600});
+  CHECK((*issuers)[1] == peer_b.public_key);
+  CHECK(f.sink.count("malformed", "token id") == 1);
+  revocation_notice huge;
+  huge.entries.assign(revocation_notice_entries_max + 1, revocation_entry{"h", epoch_s + 600});
+  f.deliver(peer_b.public_key, encode(peer_b.public_key, 0, huge));
+  CHECK(told->size() == 2);
+  f.deliver(peer_b.public_key, encode(peer_b.public_key, 0, from_b));  // again: nothing new
+  CHECK(told->size() == 2);
+  CHECK(f.status_line().find("foreign_revoked=1") != std::string::npos);
+
+  // Restart over the same store: the own revocation still refuses the token, and a new watcher
+  // (the restarted router) is told both revocations with their issuers.
+  f.restart();
+  CHECK(f.sink.count("revocations_loaded", "2 live") == 1);
+  auto [status, reason, subject, granted] = f.verify(s.token, "svc", "state.read");
+  CHECK(status == 401);
+  CHECK(starts_with(reason, "revoked"));
+  auto after_issuers = std::make_shared<std::vector<node_id>>();
+  auto after = f.watch(after_issuers);
+  REQUIRE(after->size() == 2);
+  std::set<std::pair<node_id, std::string>> seen;
+  for (size_t i = 0; i < after->size(); ++i) seen.insert({(*after_issuers)[i], (*after)[i].first});
+  CHECK(seen.count({f.node.public_key, s.token_id}) == 1);
+  CHECK(seen.count({peer_b.public_key, "b-token"}) == 1);
 }
 
 TEST_CASE("iam actor: malformed requests get 400 in the reply type with their correlation - garbage gets no answer - the actor keeps serving") {

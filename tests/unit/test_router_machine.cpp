@@ -20,6 +20,7 @@ struct fixture {
   identity node = identity::derive_for_simulation(21, 0);
   identity alice = identity::derive_for_simulation(21, 1);
   identity bob = identity::derive_for_simulation(21, 2);
+  identity rogue_issuer = identity::derive_for_simulation(21, 7);
   std::string audience = node.did();
   config cfg;
   std::unique_ptr<machine> m;
@@ -177,7 +178,13 @@ TEST_CASE("router: the security matrix - no token, expired, wrong audience, tamp
   auto id = f.send("0xS:0x001:f", good, "r1");
   REQUIRE(f.out.calls.size() == 1);
   f.kv_answer(id, 404, "", false);
-  f.m->revoke("good", t0_us / 1'000'000 + 3600);
+  // Another node can only revoke its own tokens: the same jti revoked by another issuer leaves
+  // this node's token alone.
+  f.m->revoke(f.rogue_issuer.public_key, "good", t0_us / 1'000'000 + 3600);
+  auto still = f.send("0xS:0x001:f", good, "r1b");
+  REQUIRE(f.out.calls.size() == 1);
+  f.kv_answer(still, 404, "", false);
+  f.m->revoke(f.node.public_key, "good", t0_us / 1'000'000 + 3600);
   f.send("0xS:0x001:f", good, "r2");
   CHECK(f.out.calls.empty());
   CHECK(f.answer().status == 401);

@@ -1,6 +1,8 @@
 // Tests for runtime/store/store.hpp: the LMDB wrapper and its simulated crashes.
 #include <doctest/doctest.h>
 
+#include "tests/temp_directory.hpp"
+
 #include <cstdlib>
 #include <map>
 #include <string>
@@ -15,25 +17,7 @@ namespace {
 
 using namespace cmesh;
 
-// A fresh directory under /tmp, removed recursively when the test ends.
-class temp_directory {
-public:
-  temp_directory() {
-    char pattern[] = "/tmp/cmesh-store-test-XXXXXX";
-    const char* made = ::mkdtemp(pattern);
-    REQUIRE(made != nullptr);
-    path_ = made;
-  }
-  ~temp_directory() {
-    const std::string command = "rm -rf '" + path_ + "'";
-    const int rc = std::system(command.c_str());
-    (void)rc;
-  }
-  const std::string& path() const { return path_; }
-
-private:
-  std::string path_;
-};
+using cmesh::testing::temp_directory;
 
 store_options small_options() {
   store_options options;
