@@ -1,6 +1,7 @@
 #include "actors/events/subject.hpp"
 
 #include <algorithm>
+#include <array>
 #include <cassert>
 #include <functional>
 
@@ -21,6 +22,30 @@ status invalid(std::string_view what, std::string_view text) {
                                            quoted + "\""};
 }
 
+// The tokens of a subject of at most subject_tokens_max tokens, without allocating (every
+// publish splits its subject: this is on the bus's hot path). Returns false if there are more.
+struct token_array {
+  std::array<std::string_view, subject_tokens_max> items;
+  size_t count = 0;
+};
+
+bool split_into(std::string_view text, token_array& out, size_t* total = nullptr) {
+  out.count = 0;
+  size_t n = 0;
+  size_t start = 0;
+  while (true) {
+    const size_t dot = text.find('.', start);
+    const auto token = text.substr(start, dot == std::string_view::npos ? std::string_view::npos : dot - start);
+    if (n < subject_tokens_max) out.items[n] = token;
+    ++n;
+    if (dot == std::string_view::npos) break;
+    start = dot + 1;
+  }
+  if (total) *total = n;
+  out.count = std::min(n, subject_tokens_max);
+  return n <= subject_tokens_max;
+}
+
 // Shared checks of subjects and patterns; `pattern` allows whole-token wildcards.
 status check_subject(std::string_view text, bool pattern) {
   if (text.empty()) return error{errc::invalid_argument, "events: empty subject"};
@@ -28,20 +53,21 @@ status check_subject(std::string_view text, bool pattern) {
     return invalid("subject of " + std::to_string(text.size()) + " characters exceeds " +
                        std::to_string(subject_chars_max),
                    text);
-  const auto tokens = split_tokens(text);
-  if (tokens.size() > subject_tokens_max)
-    return invalid("subject of " + std::to_string(tokens.size()) + " tokens exceeds " +
+  token_array tokens;
+  size_t total = 0;
+  if (!split_into(text, tokens, &total))
+    return invalid("subject of " + std::to_string(total) + " tokens exceeds " +
                        std::to_string(subject_tokens_max),
                    text);
-  for (size_t i = 0; i < tokens.size(); ++i) {
-    const auto token = tokens[i];
+  for (size_t i = 0; i < tokens.count; ++i) {
+    const auto token = tokens.items[i];
     if (token.empty()) return invalid("empty token", text);
     for (char c : token) {
       if (is_space_or_control(c)) return invalid("whitespace or control character", text);
       if (c != '*' && c != '>') continue;
       if (!pattern) return invalid("wildcard in a publish subject", text);
       if (token.size() != 1) return invalid("wildcard inside a token", text);
-      if (c == '>' && i + 1 != tokens.size()) return invalid("'>' before the last token", text);
+      if (c == '>' && i + 1 != tokens.count) return invalid("'>' before the last token", text);
     }
   }
   return ok_status();
@@ -200,24 +226,34 @@ void subject_index::prune(const std::vector<node*>& path,
   }
 }
 
+namespace {
+
+// Depth-first; depth is at most subject_tokens_max, so recursion is bounded.
+template <class Node>
+void visit_matches(const Node& at, const token_array& tokens, size_t depth, std::vector<uint64_t>& out) {
+  if (depth == tokens.count) {
+    out.insert(out.end(), at.exact.begin(), at.exact.end());
+    return;
+  }
+  out.insert(out.end(), at.tail.begin(), at.tail.end());  // '>' needs one token or more: here
+  auto it = at.literal.find(tokens.items[depth]);
+  if (it != at.literal.end()) visit_matches(*it->second, tokens, depth + 1, out);
+  if (at.any_one) visit_matches(*at.any_one, tokens, depth + 1, out);
+}
+
+}  // namespace
+
 void subject_index::match(std::string_view subject, std::vector<uint64_t>& out) const {
-  assert(validate_subject(subject).ok());
-  const auto tokens = split_tokens(subject);
+  token_array tokens;
+  const bool fits = split_into(subject, tokens);
+  assert(fits);  // a validated subject
+  (void)fits;
   const size_t first = out.size();
-  // Depth-first; depth is at most subject_tokens_max, so recursion is bounded.
-  std::function<void(const node&, size_t)> visit = [&](const node& at, size_t depth) {
-    if (depth == tokens.size()) {
-      out.insert(out.end(), at.exact.begin(), at.exact.end());
-      return;
-    }
-    out.insert(out.end(), at.tail.begin(), at.tail.end());  // '>' needs one token or more: here
-    auto it = at.literal.find(tokens[depth]);
-    if (it != at.literal.end()) visit(*it->second, depth + 1);
-    if (at.any_one) visit(*at.any_one, depth + 1);
-  };
-  visit(*root_, 0);
-  std::sort(out.begin() + static_cast<std::ptrdiff_t>(first), out.end());
-  out.erase(std::unique(out.begin() + static_cast<std::ptrdiff_t>(first), out.end()), out.end());
+  visit_matches(*root_, tokens, 0, out);
+  if (out.size() - first > 1) {
+    std::sort(out.begin() + static_cast<std::ptrdiff_t>(first), out.end());
+    out.erase(std::unique(out.begin() + static_cast<std::ptrdiff_t>(first), out.end()), out.end());
+  }
 }
 
 }  // namespace cmesh::events

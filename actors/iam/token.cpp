@@ -288,9 +288,9 @@ outcome<session_claims> verified_token_cache::verify(std::string_view token,
                                                      const token_check& check) {
   if (token.empty() || token.size() > session_token_chars_max)
     return verify_session_token(token, check);
-  const jose::sha256_digest key = jose::sha256(token);
+  const uint64_t key = std::hash<std::string_view>{}(token);
   if (const entry* cached = cache_.peek(key);
-      cached != nullptr && cached->issuer_key == check.issuer_key) {
+      cached != nullptr && cached->issuer_key == check.issuer_key && cached->token == token) {
     ++hits_;
     return check_session_claims(cache_.get(key)->claims, check);
   }
@@ -298,12 +298,13 @@ outcome<session_claims> verified_token_cache::verify(std::string_view token,
   auto authentic = authenticate_session_token(token, check.issuer_key);
   if (!authentic) return authentic;
   if (check.now_s < saturating_add(authentic->expires_at_s, check.clock_skew_s))
-    cache_.put(key, entry{check.issuer_key, *authentic}, entry_bytes(*authentic));
+    cache_.put(key, entry{std::string(token), check.issuer_key, *authentic},
+               entry_bytes(*authentic) + token.size());
   return check_session_claims(*authentic, check);
 }
 
 size_t verified_token_cache::forget_token_id(std::string_view token_id) {
-  std::vector<jose::sha256_digest> doomed;
+  std::vector<uint64_t> doomed;
   for (const auto& cached : cache_)
     if (cached.value.claims.token_id == token_id) doomed.push_back(cached.key);
   for (const auto& key : doomed) cache_.erase(key);

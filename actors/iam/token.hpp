@@ -219,11 +219,14 @@ public:
   uint64_t evictions() const { return cache_.evictions(); }
 
 private:
+  // Keyed by a fast hash of the token; a hit counts only if the whole token matches (a
+  // collision, crafted or not, is a miss, never another token's claims).
   struct entry {
+    std::string token;
     node_id issuer_key;
     session_claims claims;
   };
-  lru_cache<jose::sha256_digest, entry> cache_;
+  lru_cache<uint64_t, entry> cache_;
   uint64_t hits_ = 0;
   uint64_t misses_ = 0;
 };
