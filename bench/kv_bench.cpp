@@ -46,6 +46,7 @@
 #include "runtime/cli/options.hpp"
 #include "runtime/crypto/identity.hpp"
 #include "runtime/net/transport.hpp"
+#include "runtime/cli/iam_client.hpp"
 #include "sim/model/fault_profile.hpp"
 
 namespace cmesh::bench {
@@ -497,10 +498,21 @@ system_result run_cmesh(const std::string& dir, const workload& shape) {
     return result;
   }
   auto me = identity::generate();
+  // cmesh node serves only keys that hold a session of it (docs/iam.md §13): one handshake per
+  // member before the load, outside the measured phases.
+  for (int i = 0; i < members; ++i) {
+    int code = 0;
+    cli::client_options member{me, seed_spec{cluster.addresses[i], cluster.keys[i]}, 5'000'000, false};
+    if (!cli::ensure_session(member, "state.read state.write", code)) {
+      stop_processes(cluster.pids);
+      result.error = "no IAM session at member " + std::to_string(i) + " (logs in " + dir + ")";
+      return result;
+    }
+  }
   {
     caf::actor_system_config config;
     caf::actor_system system{configure_for_transport(config)};
-    auto started = start_transport(system, loopback_transport(me));
+    auto started = start_transport(system, client_transport(me));
     if (!started) {
       result.error = "client transport: " + started.err().message;
     } else {

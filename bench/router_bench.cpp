@@ -336,7 +336,7 @@ run_outcome run_wire(const run_params& p) {
   {
     caf::actor_system_config config;
     caf::actor_system system{configure_for_transport(config)};
-    auto started = start_transport(system, loopback_transport(me));
+    auto started = start_transport(system, client_transport(me));
     if (!started) {
       result.error = "client transport: " + started.err().message;
     } else {

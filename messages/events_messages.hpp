@@ -91,13 +91,17 @@ struct routed_message {
 // ---- clients of a node's bus over the wire (cmesh events, docs/events.md section 8) -------------
 //
 // A client is any authenticated peer of the node (the CLI connects with its own identity through
-// the transport). Requests carry a correlation in their envelope; the node answers each with one
+// the transport). Where the node requires sessions (cmesh node does), the client's transport key
+// must hold a live IAM session of this node: subscribe needs scope events.read, publish and
+// request events.publish; otherwise 401 or 403 (docs/iam.md §13). Requests carry a correlation in their envelope; the node answers each with one
 // client_reply with the same correlation. Subscriptions are the connection's: when the transport
 // reports the client down, the node removes them. Type ids 10-17 (1-9 are node-to-node).
 
 // Status codes of client_reply (HTTP-like, like the other client protocols).
 inline constexpr uint16_t client_ok = 200;
 inline constexpr uint16_t client_bad_request = 400;     // invalid subject, pattern, group, limits
+inline constexpr uint16_t client_unauthorized = 401;    // no live IAM session at this node
+inline constexpr uint16_t client_forbidden = 403;       // the session lacks the scope
 inline constexpr uint16_t client_no_responders = 404;   // request: nobody subscribed anywhere
 inline constexpr uint16_t client_timeout = 408;         // request: no reply before the deadline
 inline constexpr uint16_t client_too_large = 413;       // payload over the node's bound
@@ -190,6 +194,7 @@ struct client_ack {
 //   "slow_consumer"  `dropped` deliveries were dropped since the last notice (`dropped_total` in
 //                    all): the client did not acknowledge fast enough
 //   "ended"          the node ended the subscription (max_messages reached)
+//   "session_ended"  the node ended it: the client's IAM session was revoked
 struct client_notice {
   static constexpr uint16_t service_id = events_service;
   static constexpr uint16_t type_id = 17;

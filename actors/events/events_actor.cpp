@@ -10,6 +10,8 @@
 
 #include <caf/all.hpp>
 
+#include "actors/iam/iam_actor.hpp"
+#include "actors/iam/session_table.hpp"
 #include "actors/ignore_unexpected.hpp"
 #include "actors/swim/swim_actor.hpp"
 #include "messages/codec.hpp"
@@ -53,6 +55,7 @@ struct events_state {
   std::map<uint64_t, subscription_owner> subscriptions;   // by sid
   std::map<caf::actor_addr, std::set<uint64_t>> watched;  // in-process subscriber -> sids
   std::map<node_id, client_state> clients;                // remote clients with state here
+  iam::session_table sessions;                            // with ctx.require_session
   std::map<uint64_t, waiting_request> requests;           // by request id
   std::set<node_id> transport_up;  // the transport's peers
   std::set<node_id> muted;         // transport peers kept off the bus: clients, failed members
@@ -421,6 +424,41 @@ void on_ack(events_actor* self, const node_id& from, const client_ack& ack) {
 }
 
 // Returns false if `env` is not a client message.
+// With require_session: may `from` do what needs `scope`? If not, answers 401 or 403.
+bool authorized(events_actor* self, const node_id& from, uint64_t correlation, const std::string& scope) {
+  auto& st = self->state;
+  if (!st.ctx.require_session) return true;
+  const auto verdict = st.sessions.check(from, scope, now_us(self));
+  if (verdict == iam::session_table::verdict::ok) return true;
+  client_reply reply;
+  if (verdict == iam::session_table::verdict::no_session) {
+    reply.status = client_unauthorized;
+    reply.reason = "no_session: no live IAM session of this node for this key; run the handshake (cmesh id session)";
+  } else {
+    reply.status = client_forbidden;
+    reply.reason = "insufficient_scope: needs scope " + scope;
+  }
+  reply_client(self, from, correlation, std::move(reply));
+  return false;
+}
+
+// The IAM revoked a session: a client left without any live one loses its subscriptions.
+void on_session_revoked(events_actor* self, const std::string& token_id) {
+  auto& st = self->state;
+  node_id holder;
+  if (!st.sessions.remove(token_id, &holder) || st.sessions.has_live(holder, now_us(self))) return;
+  auto it = st.clients.find(holder);
+  if (it == st.clients.end()) return;
+  auto sids = it->second.sids;
+  for (auto sid : sids) {
+    client_notice notice;
+    notice.sid = sid;
+    notice.kind = "session_ended";
+    end_subscription(self, sid, "session revoked");
+    send_to_client(self, holder, 0, notice);
+  }
+}
+
 bool on_client_envelope(events_actor* self, const node_id& from, const envelope& env) {
   if (env.type < client_subscribe::type_id || env.type > client_notice::type_id) return false;
   auto& st = self->state;
@@ -437,6 +475,7 @@ bool on_client_envelope(events_actor* self, const node_id& from, const envelope&
     case client_subscribe::type_id: {
       auto m = decode_payload<client_subscribe>(env);
       if (!m) return refuse(m.err().describe()), true;
+      if (!authorized(self, from, env.correlation, "events.read")) return true;
       on_subscribe(self, from, env.correlation, *m);
       return true;
     }
@@ -449,12 +488,14 @@ bool on_client_envelope(events_actor* self, const node_id& from, const envelope&
     case client_publish::type_id: {
       auto m = decode_payload<client_publish>(env);
       if (!m) return refuse(m.err().describe()), true;
+      if (!authorized(self, from, env.correlation, "events.publish")) return true;
       on_publish(self, from, env.correlation, *m);
       return true;
     }
     case client_request::type_id: {
       auto m = decode_payload<client_request>(env);
       if (!m) return refuse(m.err().describe()), true;
+      if (!authorized(self, from, env.correlation, "events.publish")) return true;
       on_request(self, from, env.correlation, *m);
       return true;
     }
@@ -595,6 +636,16 @@ caf::behavior run(events_actor* self, caf::actor transport, caf::actor membershi
       carry_out(self, out);
       if (!status.ok()) return {status_of(status), status.describe(), false};
       return {client_ok, std::string(), interest};
+    },
+    [=](iam::iam_session_atom, const node_id& holder, const std::string& token_id,
+        const std::string& scope, int64_t ttl_us) {
+      auto scopes = iam::parse_scope(scope);
+      if (!scopes) return;
+      const int64_t now = now_us(self);
+      self->state.sessions.add(holder, token_id, std::move(*scopes), now + ttl_us, now);
+    },
+    [=](iam::iam_revoked_atom, const node_id&, const std::string& token_id, int64_t) {
+      on_session_revoked(self, token_id);
     },
     [=](events_pub_batch_atom, const std::vector<std::string>& subjects, std::vector<bytes>& payloads) {
       auto& s = self->state;

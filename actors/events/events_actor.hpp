@@ -79,6 +79,10 @@ struct actor_context {
   uint64_t rng_seed = 0;       // must differ per incarnation of the node
   event_sink* events = nullptr;
   observer* watcher = nullptr;
+  // Wire clients need a live IAM session of this node (told by the IAM actor through
+  // iam_watch_sessions; docs/iam.md §13): subscribe needs events.read, publish and request
+  // events.publish. Off: any authenticated peer may (the simulator's default).
+  bool require_session = false;
 };
 
 // `membership` may be an invalid handle (no swim): peers then follow the transport only.

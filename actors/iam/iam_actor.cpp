@@ -35,6 +35,15 @@ struct iam_state {
   caf::actor transport;
   std::unique_ptr<machine> protocol;
   std::vector<caf::actor> watchers;
+  // Sessions granted and not expired, for the session watchers (services that authorize their
+  // own wire clients): jti -> holder, scope, exp. Bounded by the machine's revocations_max.
+  struct live_session {
+    node_id holder;
+    std::string scope;
+    int64_t expires_at_s = 0;
+  };
+  std::map<std::string, live_session> sessions;
+  std::vector<caf::actor> session_watchers;
   std::map<node_id, uint32_t> window;  // challenge requests per peer in the current tick
   // Connected nodes (peers that advertise an address; clients do not): they hear our revocations.
   std::set<node_id> nodes;
@@ -133,6 +142,28 @@ challenge_reply make_challenge(iam_actor* self, const node_id& from, const chall
   return answer;
 }
 
+void tell_session(iam_actor* self, const caf::actor& watcher, const node_id& holder,
+                  const std::string& token_id, const std::string& scope, int64_t expires_at_s) {
+  const int64_t ttl_s = std::max<int64_t>(0, expires_at_s - now_s(self));
+  self->send(watcher, iam_session_atom::value, holder, token_id, scope, ttl_s * 1'000'000);
+}
+
+// A session was granted: the session watchers hear of it (and hear it again when they watch).
+void note_session(iam_actor* self, const std::string& holder_did, const std::string& token_id,
+                  const std::string& scope, int64_t expires_at_s) {
+  auto& st = self->state;
+  auto holder = node_id_from_did(holder_did);
+  if (!holder) return;  // the machine only grants did:key holders
+  if (st.sessions.size() >= st.protocol->configuration().revocations_max) {
+    const int64_t now = now_s(self);
+    for (auto it = st.sessions.begin(); it != st.sessions.end();)
+      it = now < it->second.expires_at_s ? std::next(it) : st.sessions.erase(it);
+  }
+  if (st.sessions.size() < st.protocol->configuration().revocations_max)
+    st.sessions[token_id] = iam_state::live_session{*holder, scope, expires_at_s};
+  for (const auto& w : st.session_watchers) tell_session(self, w, *holder, token_id, scope, expires_at_s);
+}
+
 // The answer to a signed challenge answer from `from`.
 session_reply make_session(iam_actor* self, const node_id& from, const answer_message& message) {
   auto& st = self->state;
@@ -157,6 +188,7 @@ session_reply make_session(iam_actor* self, const node_id& from, const answer_me
   answer.scope = join_scope(grant->claims.scopes);
   answer.expires_at_s = grant->claims.expires_at_s;
   answer.token_id = grant->claims.token_id;
+  note_session(self, grant->claims.subject, answer.token_id, answer.scope, answer.expires_at_s);
   record(self, "session_issued", from,
          "holder=" + grant->claims.subject + " audience=" + grant->claims.audience + " scope=\"" +
              answer.scope + "\" jti=" + answer.token_id,
@@ -370,6 +402,9 @@ void on_revoke(iam_actor* self, const node_id& from, uint64_t correlation,
     record(self, "revoked", from, "jti=" + authentic->token_id + " holder=" + authentic->subject,
            authentic->expires_at_s);
     tell_watchers(self, st.ctx.self, authentic->token_id, authentic->expires_at_s);
+    st.sessions.erase(authentic->token_id);
+    for (const auto& w : st.session_watchers)
+      self->send(w, iam_revoked_atom::value, st.ctx.self, authentic->token_id, authentic->expires_at_s);
     // Routers of other nodes accept our tokens too (a Raft group trusts its members' IAMs).
     for (const auto& node : st.nodes)
       send_notice(self, node, revocation_notice{{{authentic->token_id, authentic->expires_at_s}}});
@@ -440,10 +475,10 @@ caf::behavior run(iam_actor* self, caf::actor transport, actor_context context) 
   if (st.storage) load_revocations(self, now_s(self));
   self->set_default_handler(ignore_unexpected);
   self->set_down_handler([=](caf::down_msg& msg) {
-    auto& w = self->state.watchers;
-    w.erase(std::remove_if(w.begin(), w.end(),
-                           [&](const caf::actor& a) { return a.address() == msg.source; }),
-            w.end());
+    for (auto* w : {&self->state.watchers, &self->state.session_watchers})
+      w->erase(std::remove_if(w->begin(), w->end(),
+                              [&](const caf::actor& a) { return a.address() == msg.source; }),
+               w->end());
   });
   self->send(st.transport, register_atom::value, services::iam, caf::actor{self});
   self->delayed_send(self, std::chrono::seconds(1), tick_atom::value);
@@ -461,7 +496,12 @@ caf::behavior run(iam_actor* self, caf::actor transport, actor_context context) 
       auto& s = self->state;
       s.protocol->tick(now_s(self));
       s.window.clear();
-      if (++s.ticks % 60 == 0) prune_revocations(self, now_s(self));
+      if (++s.ticks % 60 == 0) {
+        const int64_t now = now_s(self);
+        prune_revocations(self, now);
+        for (auto it = s.sessions.begin(); it != s.sessions.end();)
+          it = now < it->second.expires_at_s ? std::next(it) : s.sessions.erase(it);
+      }
       self->delayed_send(self, std::chrono::seconds(1), tick_atom::value);
     },
     [=](iam_watch_atom, const caf::actor& watcher) {
@@ -475,6 +515,18 @@ caf::behavior run(iam_actor* self, caf::actor transport, actor_context context) 
         self->send(watcher, iam_revoked_atom::value, s.ctx.self, token_id, expires_at_s);
       for (const auto& [key, expires_at_s] : s.foreign)
         self->send(watcher, iam_revoked_atom::value, key.first, key.second, expires_at_s);
+    },
+    [=](iam_watch_sessions_atom, const caf::actor& watcher) {
+      auto& s = self->state;
+      if (!watcher) return;
+      for (const auto& w : s.session_watchers)
+        if (w == watcher) return;
+      s.session_watchers.push_back(watcher);
+      self->monitor(watcher);
+      const int64_t now = now_s(self);
+      for (const auto& [token_id, session] : s.sessions)
+        if (now < session.expires_at_s)
+          tell_session(self, watcher, session.holder, token_id, session.scope, session.expires_at_s);
     },
     [=](iam_verify_atom, const std::string& token, const std::string& audience,
         const std::string& scope) -> caf::result<uint16_t, std::string, std::string, std::string> {

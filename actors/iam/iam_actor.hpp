@@ -19,6 +19,12 @@
 //       issuer's tokens only).
 //       A router keeps its own verified-token cache and revoked set with this and never has to
 //       trust a caller; revocations are dropped from its set once expires_at_s + skew passed.
+//   (iam_watch_sessions_atom, caf::actor watcher)
+//       for services that authorize their own wire clients (kv, events; docs/iam.md §13): the
+//       watcher is told (iam_session_atom, node_id holder, std::string token_id, std::string scope,
+//       int64_t ttl_us) for every live session at once and every later one, and
+//       (iam_revoked_atom, node_id issuer = this node, token_id, expires_at_s) when one of them
+//       is revoked. ttl_us is relative: the watcher adds its own actor clock.
 //   (iam_verify_atom, std::string token, std::string audience, std::string scope)
 //       -> (uint16_t status, std::string reason, std::string subject_did, std::string scope)
 //       status 200 (subject and granted scope filled in), 401 or 403 (iam::cmtp_status of the
@@ -62,6 +68,8 @@ namespace cmesh::iam {
 using iam_watch_atom = caf::atom_constant<caf::atom("iam_watch")>;
 using iam_revoked_atom = caf::atom_constant<caf::atom("iam_revkd")>;
 using iam_verify_atom = caf::atom_constant<caf::atom("iam_verify")>;
+using iam_watch_sessions_atom = caf::atom_constant<caf::atom("iam_wsess")>;
+using iam_session_atom = caf::atom_constant<caf::atom("iam_sess")>;
 using iam_challenge_atom = caf::atom_constant<caf::atom("iam_chall")>;
 using iam_redeem_atom = caf::atom_constant<caf::atom("iam_redeem")>;
 

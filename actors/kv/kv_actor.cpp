@@ -4,6 +4,8 @@
 
 #include <caf/all.hpp>
 
+#include "actors/iam/iam_actor.hpp"
+#include "actors/iam/session_table.hpp"
 #include "actors/ignore_unexpected.hpp"
 #include "actors/kv/kv_machine.hpp"
 #include "actors/raft/raft_observer.hpp"
@@ -48,6 +50,7 @@ struct replica_state {
   static inline const char* name = "cmesh.kv";
   replica_context ctx;
   caf::actor transport;
+  iam::session_table sessions;  // with ctx.require_session
   std::unique_ptr<raft::machine> raft;
   std::optional<raft::log_store> log;
   machine sm;
@@ -369,6 +372,18 @@ void on_kv_envelope(replica_actor* self, const node_id& from, const bytes& data)
       who.to = from;
       who.correlation = env->correlation;
       req->forwarded = false;  // only members forward, with the forward message
+      if (st.ctx.require_session) {
+        const std::string scope = is_read(*req) ? "state.read" : "state.write";
+        switch (st.sessions.check(from, scope, now_us(self))) {
+          case iam::session_table::verdict::ok: break;
+          case iam::session_table::verdict::no_session:
+            report(self, "client_refused", from, "401 no session");
+            return reply(self, who, make_response(401, "no_session: no live IAM session of this node for this key; run the handshake (cmesh id session)"));
+          case iam::session_table::verdict::insufficient_scope:
+            report(self, "client_refused", from, "403 " + scope);
+            return reply(self, who, make_response(403, "insufficient_scope: needs scope " + scope));
+        }
+      }
       return handle_request(self, std::move(*req), from, std::move(who));
     }
     case forward::type_id: {
@@ -477,6 +492,16 @@ caf::behavior replica(replica_actor* self, caf::actor transport, replica_context
         on_kv_envelope(self, from, data);
       else
         on_raft_envelope(self, from, data);
+    },
+    [=](iam::iam_session_atom, const node_id& holder, const std::string& token_id,
+        const std::string& scope, int64_t ttl_us) {
+      auto scopes = iam::parse_scope(scope);
+      if (!scopes) return;
+      const int64_t now = now_us(self);
+      self->state.sessions.add(holder, token_id, std::move(*scopes), now + ttl_us, now);
+    },
+    [=](iam::iam_revoked_atom, const node_id&, const std::string& token_id, int64_t) {
+      self->state.sessions.remove(token_id);
     },
     [=](kv_request_atom, const bytes& encoded, const node_id& caller) {
       auto promise = self->make_response_promise<bytes>();

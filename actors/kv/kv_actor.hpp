@@ -53,6 +53,11 @@ struct replica_context {
   store* storage = nullptr;                    // owned by the runner; outlives the actor
   event_sink* events = nullptr;
   raft::observer* observer = nullptr;          // simulation checkers; null in real mode
+  // Wire clients need a live IAM session of this node (told by the IAM actor through
+  // iam_watch_sessions; docs/iam.md §13): reads need state.read, writes state.write; otherwise
+  // 401 or 403. Forwards from group members and in-process callers (the router, which checked
+  // the token) are not gated. Off: any authenticated peer may (the simulator's default).
+  bool require_session = false;
 };
 
 caf::actor spawn_kv_replica(caf::actor_system& system, const caf::actor& transport,

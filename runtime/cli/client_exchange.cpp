@@ -249,7 +249,7 @@ exchange_outcome run_exchange(const identity& me, const seed_spec& node, exchang
   // Leaked on purpose like the actor system: transport threads may still report to it.
   auto& sink = *new client_sink(request.verbose);
   auto* system = &client_actor_system();
-  auto transport = start_transport(*system, loopback_transport(me, &sink));
+  auto transport = start_transport(*system, client_transport(me, &sink));
   if (!transport) {
     exchange_outcome failed;
     failed.kind = exchange_kind::cannot_connect;

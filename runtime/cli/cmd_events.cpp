@@ -24,6 +24,7 @@
 #include "messages/seam.hpp"
 #include "messages/services.hpp"
 #include "runtime/cli/client_exchange.hpp"
+#include "runtime/cli/iam_client.hpp"
 #include "runtime/cli/commands.hpp"
 #include "runtime/cli/options.hpp"
 #include "runtime/net/transport.hpp"
@@ -168,6 +169,25 @@ exchange_outcome ask(const client_options& c, const T& message, int64_t timeout_
   return run_exchange(c.me, c.node, std::move(exchange));
 }
 
+// The scope the command line asks for when a node wants a session (docs/iam.md §13).
+constexpr const char* events_scope = "events.read events.publish";
+
+std::optional<client_reply> decode_reply(const client_options& c, const exchange_outcome& outcome);
+
+// ask(), and when the node answers 401 (this key holds no session there) one handshake and one
+// more try.
+template <class T>
+exchange_outcome ask_in_session(const client_options& c, const T& message, int64_t timeout_us) {
+  auto outcome = ask(c, message, timeout_us);
+  if (outcome.kind != exchange_kind::answered) return outcome;
+  auto reply = decode_payload<client_reply>(outcome.reply);
+  const bool scope_missing = reply && reply->status == client_forbidden && reply->reason.rfind("insufficient_scope", 0) == 0;
+  if (!reply || (reply->status != client_unauthorized && !scope_missing)) return outcome;
+  int code = 0;
+  if (!ensure_session(c, events_scope, code)) return outcome;
+  return ask(c, message, timeout_us);
+}
+
 std::optional<client_reply> decode_reply(const client_options& c, const exchange_outcome& outcome) {
   auto reply = decode_payload<client_reply>(outcome.reply);
   if (!reply) {
@@ -189,7 +209,7 @@ int run_pub(const command_spec& spec, const parsed_options& p) {
   message.subject = p.positional()[0];
   message.payload = bytes_of(p.positional()[1]);
   message.reply_to = p.get("reply-to");
-  auto outcome = ask(*c, message, 5'000'000);
+  auto outcome = ask_in_session(*c, message, 5'000'000);
   if (outcome.kind != exchange_kind::answered) return report_unreachable(outcome);
   auto reply = decode_reply(*c, outcome);
   if (!reply) return exit_failed;
@@ -211,7 +231,7 @@ int run_request(const command_spec& spec, const parsed_options& p) {
   message.subject = p.positional()[0];
   message.payload = bytes_of(p.positional()[1]);
   message.timeout_ms = static_cast<uint32_t>(*timeout / 1000);
-  auto outcome = ask(*c, message, *timeout + 3'000'000);
+  auto outcome = ask_in_session(*c, message, *timeout + 3'000'000);
   if (outcome.kind != exchange_kind::answered) return report_unreachable(outcome);
   auto reply = decode_reply(*c, outcome);
   if (!reply) return exit_failed;
@@ -351,6 +371,9 @@ void on_node_envelope(sub_actor* self, const bytes& data) {
     } else if (n->kind == "ended") {
       std::fprintf(stderr, "the node ended the subscription\n");
       return finish(self, exit_ok);
+    } else if (n->kind == "session_ended") {
+      std::fprintf(stderr, "the node ended the subscription: our session was revoked\n");
+      return finish(self, exit_failed);
     }
   }
 }
@@ -418,8 +441,11 @@ int run_sub(const command_spec& spec, const parsed_options& p) {
   sigaddset(&signals, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
+  // A node that requires sessions (docs/iam.md §13) serves only keys that hold one: open it first.
+  if (!ensure_session(*c, events_scope, code)) return code;
+
   auto* system = &client_actor_system();  // one per process (see client_exchange.hpp)
-  auto transport = start_transport(*system, loopback_transport(c->me));
+  auto transport = start_transport(*system, client_transport(c->me));
   if (!transport) {
     std::fprintf(stderr, "cannot start the client transport: %s\n", transport.err().message.c_str());
     return exit_unreachable;

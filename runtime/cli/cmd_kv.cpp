@@ -11,12 +11,14 @@
 
 #include <cstdio>
 #include <optional>
+#include <memory>
 #include <string>
 
 #include "messages/codec.hpp"
 #include "messages/kv_messages.hpp"
 #include "messages/services.hpp"
 #include "runtime/cli/client_exchange.hpp"
+#include "runtime/cli/iam_client.hpp"
 #include "runtime/cli/commands.hpp"
 #include "runtime/cli/options.hpp"
 #include "runtime/core/address.hpp"
@@ -91,6 +93,7 @@ command_spec name_spec() {
 struct outcome {
   exchange_outcome exchange;
   kv::response response;  // when exchange.kind == answered
+  seed_spec answered_at;  // the node that answered (the leader, after a redirect)
 };
 
 // Runs one request against the node. A 503 that names a leader and its address is retried
@@ -105,7 +108,8 @@ outcome run_request(const identity& me, const seed_spec& node, const kv::request
   exchange.encode = [request](const node_id& self, uint64_t correlation) {
     return encode_message(self, correlation, request);
   };
-  exchange.judge = [](const node_id&, const envelope& reply) {
+  auto redirected = std::make_shared<seed_spec>(node);
+  exchange.judge = [redirected](const node_id&, const envelope& reply) {
     reply_decision decision;
     auto response = decode_payload<kv::response>(reply);
     // A node that does not know the leader's address cannot forward; it names the leader instead.
@@ -114,11 +118,13 @@ outcome run_request(const identity& me, const seed_spec& node, const kv::request
       decision.what = reply_decision::action::redirect;
       decision.redirect_to = node_id::from_bytes(response->leader.data());
       decision.redirect_address = response->leader_address;
+      *redirected = seed_spec{response->leader_address, decision.redirect_to};
     }
     return decision;
   };
   outcome result;
   result.exchange = run_exchange(me, node, std::move(exchange));
+  result.answered_at = *redirected;
   if (result.exchange.kind == exchange_kind::answered) {
     auto response = decode_payload<kv::response>(result.exchange.reply);
     if (response) {
@@ -214,6 +220,15 @@ std::optional<common> read_common(const command_spec& spec, const parsed_options
 int execute(const common& c, const kv::request& request) {
   auto me = c.me ? *c.me : identity::generate();
   auto result = run_request(me, c.node, request, c.timeout_us, c.verbose);
+  const bool scope_missing = result.response.status == 403 && result.response.reason.rfind("insufficient_scope", 0) == 0;
+  if (result.exchange.kind == exchange_kind::answered && (result.response.status == 401 || scope_missing)) {
+    // The node serves only keys that hold a session of it with the scope (docs/iam.md §13): open
+    // one, retry once.
+    int code = exit_failed;
+    client_options at{me, result.answered_at, c.timeout_us, c.verbose};
+    if (!ensure_session(at, "state.read state.write", code)) ::_exit(code);
+    result = run_request(me, result.answered_at, request, c.timeout_us, c.verbose);
+  }
   int code = report(result, static_cast<kv::op>(request.operation));
   std::fflush(stdout);
   std::fflush(stderr);

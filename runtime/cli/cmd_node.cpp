@@ -380,6 +380,7 @@ int run_node(int argc, char** argv) {
     setup.raft_storage = raft_storage.get();
     setup.rmb_storage = rmb_storage->get();
     setup.iam_storage = iam_storage->get();
+    setup.client_sessions_required = true;
     rmb_setup bus;
     bus.twins.push_back(*self_identity);  // the node's own identity is its first twin
     for (const auto& twin : options->twins)

@@ -104,7 +104,7 @@ int run_send(const command_spec& spec, const parsed_options& p) {
 
   // 2. Send through our own agent, straight to the hosting agent.
   auto* system = &client_actor_system();  // the exchange's system: one per process
-  auto transport = start_transport(*system, loopback_transport(me));
+  auto transport = start_transport(*system, client_transport(me));
   if (!transport) {
     std::fprintf(stderr, "cannot start the client transport: %s\n", transport.err().message.c_str());
     return exit_unreachable;

@@ -98,6 +98,15 @@ std::optional<session_grant> open_session(const iam_client& c, const std::string
   return session_grant{granted->token, *claims, node};
 }
 
+bool ensure_session(const iam_client& c, const std::string& scope, int& exit_code) {
+  if (c.verbose) std::fprintf(stderr, "no session with the scope at the node: opening one (scope '%s')\n", scope.c_str());
+  auto granted = open_session(c, default_audience, scope, exit_code);
+  if (granted && c.verbose)
+    std::fprintf(stderr, "session %s until %lld\n", granted->claims.token_id.c_str(),
+                 static_cast<long long>(granted->claims.expires_at_s));
+  return granted.has_value();
+}
+
 std::optional<std::string> revoke_session(const iam_client& c, const std::string& token, int& exit_code) {
   node_id node;
   auto done = ask<iam::revoke_reply>(c, c.node, iam::revoke_request{token}, node, exit_code);

@@ -33,6 +33,12 @@ struct session_grant {
 std::optional<session_grant> open_session(const iam_client& c, const std::string& audience,
                                           const std::string& scope, int& exit_code);
 
+// The kv and events client protocols of a node that requires sessions (docs/iam.md §13) answer
+// 401 until c.me holds a live session of that node: this runs the handshake with c.node for
+// `scope` (the node then knows the key; no token needs to travel with later requests). Prints
+// what it does with c.verbose, and why it failed otherwise; sets exit_code on failure.
+bool ensure_session(const iam_client& c, const std::string& scope, int& exit_code);
+
 // Revokes `token` at c.node. On success returns the node's note ("" or e.g. "already revoked").
 std::optional<std::string> revoke_session(const iam_client& c, const std::string& token, int& exit_code);
 

@@ -35,6 +35,10 @@ struct transport_config {
   std::string listen_host = "127.0.0.1";
   uint16_t listen_port = 0;               // 0 = let the OS choose (see transport_started)
   std::string advertised_address;         // what peers are told; empty = listen host:port
+  // false: peers are told no address at all (a client: nobody dials it back, and nodes tell it
+  // apart from a node by that; a node that redialed a client's ephemeral listener would race
+  // the client's own next connection).
+  bool advertise = true;
   event_sink* events = nullptr;           // outlives the transport
   uint64_t jitter_seed = 0;               // backoff jitter
 };
@@ -52,5 +56,8 @@ caf::actor_system_config& configure_for_transport(caf::actor_system_config& conf
 // A client's or benchmark's transport: `id`'s keys, listening on 127.0.0.1 at any free port
 // (the transport always listens), backoff jitter from libsodium. Real mode only.
 transport_config loopback_transport(const identity& id, event_sink* events = nullptr);
+
+// A command-line client's transport: loopback_transport that advertises no address.
+transport_config client_transport(const identity& id, event_sink* events = nullptr);
 
 }  // namespace cmesh

@@ -185,9 +185,13 @@ void on_send(manager_actor* self, const node_id& to, bytes& envelope) {
   start_dial(self, known->second, to);
 }
 
-// Exactly one connection per peer pair: keep the one dialed by the smaller key. Both ends apply
-// the same rule, so they close the same connection.
+// Exactly one connection per peer pair. Two connections dialed from the same side: the dialer
+// replaced its connection (a client that reconnects at once, a node that redialed after a loss we
+// have not noticed yet), so the new one wins; keeping the old one would close the live one and
+// keep the dying one. Dialed from both sides at once: keep the one dialed by the smaller key; both
+// ends apply the same rule, so they close the same connection.
 bool prefer_new(manager_actor* self, const node_id& peer, const route& existing, bool new_dialed_by_me) {
+  if (existing.dialed_by_me == new_dialed_by_me) return true;
   const auto& me = self->state.config.self;
   bool i_am_smaller = me < peer;
   bool new_is_smaller_dialer = new_dialed_by_me == i_am_smaller;
@@ -386,6 +390,12 @@ transport_config loopback_transport(const identity& id, event_sink* events) {
   return t;
 }
 
+transport_config client_transport(const identity& id, event_sink* events) {
+  auto t = loopback_transport(id, events);
+  t.advertise = false;
+  return t;
+}
+
 result<std::pair<caf::actor, uint16_t>> start_transport(caf::actor_system& system,
                                                        transport_config config) {
   auto& middleman = system.middleman();
@@ -394,9 +404,9 @@ result<std::pair<caf::actor, uint16_t>> start_transport(caf::actor_system& syste
   auto doorman = middleman.backend().new_tcp_doorman(config.listen_port, config.listen_host.c_str(), true);
   if (!doorman) return error{errc::io_error, bind_failure(config.listen_host, config.listen_port)};
   uint16_t port = (*doorman)->port();
-  std::string advertised = config.advertised_address.empty()
-                               ? net_address{config.listen_host, port}.to_string()
-                               : config.advertised_address;
+  std::string advertised = !config.advertise                  ? std::string()
+                           : config.advertised_address.empty() ? net_address{config.listen_host, port}.to_string()
+                                                               : config.advertised_address;
   auto params = net::connection_params{};
   params.initiator = false;
   params.self = config.self;

@@ -54,6 +54,7 @@ std::vector<caf::actor> spawn_node_services(caf::actor_system& system, const caf
     kv_context.storage = setup.raft_storage ? setup.raft_storage : setup.storage;
     kv_context.events = setup.events;
     kv_context.observer = setup.raft->observer;
+    kv_context.require_session = setup.iam.has_value() && setup.client_sessions_required;
     services.push_back(kv::spawn_kv_replica(system, transport, std::move(kv_context)));
     replica = services.back();
   }
@@ -123,6 +124,7 @@ std::vector<caf::actor> spawn_node_services(caf::actor_system& system, const caf
     events::actor_context events_context;
     events_context.self = setup.self;
     events_context.bus = setup.events_bus->bus;
+    events_context.require_session = setup.iam.has_value() && setup.client_sessions_required;
     events_context.rng_seed = mix_seed(setup.rng_seed, /*stream: events bus*/ 7);
     events_context.events = setup.events;
     events_context.watcher = setup.events_bus->observer;
@@ -159,6 +161,9 @@ std::vector<caf::actor> spawn_node_services(caf::actor_system& system, const caf
     context.storage = setup.iam_storage ? setup.iam_storage : setup.storage;
     services.push_back(iam::spawn_iam_actor(system, transport, std::move(context)));
     iam_actor = services.back();
+    // The services that authorize their own wire clients learn of every session (docs/iam.md §13).
+    for (const auto& gated : {replica, bus})
+      if (gated) caf::anon_send(iam_actor, iam::iam_watch_sessions_atom::value, gated);
   }
   if (setup.router) {
     router::actor_context context;

@@ -176,6 +176,9 @@ struct node_setup {
   // The IAM's own store for revocations (real mode: a separate LMDB environment). Null: share
   // `storage` (the simulator).
   store* iam_storage = nullptr;
+  // With an IAM: the kv and events client protocols serve only keys that hold a live session of
+  // this node with the needed scope (docs/iam.md §13). cmesh node: on. Simulator: off.
+  bool client_sessions_required = false;
 };
 
 // Spawns every service of one node; each registers itself with `transport`.

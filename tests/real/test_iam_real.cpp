@@ -8,6 +8,7 @@
 
 #include <sys/stat.h>
 
+#include <fstream>
 #include <memory>
 #include <string>
 #include <vector>
@@ -149,4 +150,66 @@ TEST_CASE("real iam: session over the wire - offline verify - scope refused - re
 
   node.signal(SIGTERM);
   CHECK(node.wait(10s) == 0);
+}
+
+TEST_CASE("real iam: the kv and events client protocols serve only keys holding a session of the node - the CLI opens one on 401 - a revoked session is refused") {
+  temp_dir dir;
+  auto [made, node_out] = id(dir, {"new", dir.file("node.key")});
+  REQUIRE(made == 0);
+  const std::string node_did = first_line(node_out);
+  REQUIRE(id(dir, {"new", dir.file("a.key")}).first == 0);
+  REQUIRE(id(dir, {"new", dir.file("b.key")}).first == 0);
+  const std::string address = "127.0.0.1:" + std::to_string(cmesh::testing::free_port());
+  process node(binary,
+               {"node", "--listen", address, "--data", dir.file("data"), "--identity", dir.file("node.key"),
+                "--raft-member", node_did + "@" + address},
+               dir.file("node.log"));
+  REQUIRE(node.started());
+  REQUIRE(node.wait_for_text("kv became_leader", 10s));
+  static int runs = 0;
+  auto cli = [&](std::vector<std::string> args) {
+    return cmesh::testing::run(binary, args, dir.file("cli-" + std::to_string(runs++) + ".log"), 20s);
+  };
+  const std::string opening = "no session with the scope at the node: opening one";
+
+  // Key a has no session: the node answers 401, the CLI runs the handshake and retries.
+  auto put = cli({"kv", "put", "k", "v1", "--node", address, "--identity", dir.file("a.key"), "--verbose"});
+  INFO(put.second << "\nnode log:\n" << node.output());
+  REQUIRE(put.first == 0);
+  CHECK(put.second.find(opening) != std::string::npos);
+  CHECK(node.output().find("kv client_refused") != std::string::npos);
+  // Now the node knows a's session: no second handshake.
+  auto get = cli({"kv", "get", "k", "--node", address, "--identity", dir.file("a.key"), "--verbose"});
+  INFO(get.second);
+  CHECK(get.first == 0);
+  CHECK(get.second.find("v1") != std::string::npos);
+  CHECK(get.second.find(opening) == std::string::npos);
+  // Its scope does not cover events: 403 insufficient_scope, then a session for events.
+  auto pub = cli({"events", "pub", "orders.new", "x", "--node", address, "--identity", dir.file("a.key"), "--verbose"});
+  INFO(pub.second);
+  CHECK(pub.first == 0);
+  CHECK(pub.second.find(opening) != std::string::npos);
+  CHECK(pub.second.find("published on orders.new") != std::string::npos);
+
+  // Key b opens a session by hand; kv reads work with it; once it is revoked the node refuses b
+  // again (the CLI opens a new session).
+  auto session = id(dir, {"session", "--identity", dir.file("b.key"), "--node", address, "--scope", "state.read",
+                          "--save", dir.file("b.token")});
+  REQUIRE(session.first == 0);
+  auto with = cli({"kv", "get", "k", "--node", address, "--identity", dir.file("b.key"), "--verbose"});
+  INFO(with.second);
+  CHECK(with.first == 0);
+  CHECK(with.second.find(opening) == std::string::npos);
+  std::string token;
+  {
+    std::ifstream in(dir.file("b.token"));
+    in >> token;
+  }
+  REQUIRE(!token.empty());
+  REQUIRE(id(dir, {"revoke", token, "--node", address}).first == 0);
+  auto after = cli({"kv", "get", "k", "--node", address, "--identity", dir.file("b.key"), "--verbose"});
+  INFO(after.second);
+  CHECK(after.first == 0);
+  CHECK(after.second.find(opening) != std::string::npos);
+  CHECK(node.running());
 }

@@ -12,6 +12,7 @@
 #include <caf/scheduler/test_coordinator.hpp>
 
 #include "actors/events/events_actor.hpp"
+#include "actors/iam/iam_actor.hpp"
 #include "messages/codec.hpp"
 #include "messages/events_messages.hpp"
 #include "messages/seam.hpp"
@@ -56,7 +57,7 @@ struct fixture {
   node_id peer = make_id(90);
 
 
-  fixture()
+  explicit fixture(bool require_session = false)
       : sys(cmesh::testing::testing_config(cfg)), sched(dynamic_cast<caf::scheduler::test_coordinator&>(sys.scheduler())) {
     auto transport = sys.spawn(fake_transport, log);
     actors.push_back(transport);
@@ -64,6 +65,7 @@ struct fixture {
     c.self = self;
     c.rng_seed = 7;
     c.events = &sink;
+    c.require_session = require_session;
     bus = spawn_events_actor(sys, transport, caf::actor{}, c);
     actors.push_back(bus);
     sched.run();
@@ -167,6 +169,78 @@ TEST_CASE_FIXTURE(fixture, "events actor: a client's subscription gets what a pe
   CHECK(deltas[0].message.changes[0].pattern == "orders.>");
   CHECK(deltas[0].message.changes[0].count == 0);
   CHECK(sink.count("unsubscribed", "client down") == 1);
+}
+
+TEST_CASE("events actor: with sessions required a client needs a live IAM session with the scope - 401, 403, then served - and a revoked session ends its subscriptions") {
+  fixture f(true);
+  f.up(f.client);
+  auto ask = [&](const auto& message, uint64_t correlation) {
+    f.log->clear();
+    f.deliver(f.client, encode(f.client, correlation, message));
+    auto replies = f.sent_as<client_reply>(f.client);
+    REQUIRE(replies.size() == 1);
+    CHECK(replies[0].correlation == correlation);
+    return replies[0].message;
+  };
+  client_subscribe sub;
+  sub.pattern = "orders.>";
+  client_publish pub;
+  pub.subject = "orders.new";
+  pub.payload = {'x'};
+  // No session: 401 for subscribe, publish and request.
+  auto refused = ask(sub, 1);
+  CHECK(refused.status == client_unauthorized);
+  CHECK(refused.reason.rfind("no_session", 0) == 0);
+  CHECK(ask(pub, 2).status == client_unauthorized);
+  client_request req;
+  req.subject = "svc.echo";
+  req.timeout_ms = 100;
+  CHECK(ask(req, 3).status == client_unauthorized);
+  CHECK(f.sink.count("client_refused", "401") == 3);
+
+  // A session for reading only: subscribe is served, publish gets 403.
+  caf::anon_send(f.bus, cmesh::iam::iam_session_atom::value, f.client, std::string("jti-read"),
+                 std::string("events.read"), int64_t{60'000'000});
+  f.sched.run();
+  auto subscribed = ask(sub, 4);
+  REQUIRE(subscribed.status == client_ok);
+  auto forbidden = ask(pub, 5);
+  CHECK(forbidden.status == client_forbidden);
+  CHECK(forbidden.reason == "insufficient_scope: needs scope events.publish");
+  // Another key's session does not count for this client.
+  caf::anon_send(f.bus, cmesh::iam::iam_session_atom::value, f.peer, std::string("jti-peer"),
+                 std::string("events.read events.publish"), int64_t{60'000'000});
+  f.sched.run();
+  CHECK(ask(pub, 6).status == client_forbidden);
+  // A second session that covers publishing: served.
+  caf::anon_send(f.bus, cmesh::iam::iam_session_atom::value, f.client, std::string("jti-pub"),
+                 std::string("events.publish"), int64_t{60'000'000});
+  f.sched.run();
+  CHECK(ask(pub, 7).status == client_ok);
+
+  // Revoking one of two sessions keeps the subscription; revoking the last ends it with a notice.
+  f.log->clear();
+  caf::anon_send(f.bus, cmesh::iam::iam_revoked_atom::value, f.self, std::string("jti-pub"), int64_t{0});
+  f.sched.run();
+  CHECK(f.sent_as<client_notice>(f.client).empty());
+  CHECK(ask(pub, 8).status == client_forbidden);
+  f.log->clear();
+  caf::anon_send(f.bus, cmesh::iam::iam_revoked_atom::value, f.self, std::string("jti-read"), int64_t{0});
+  f.sched.run();
+  auto notices = f.sent_as<client_notice>(f.client);
+  REQUIRE(notices.size() == 1);
+  CHECK(notices[0].message.kind == "session_ended");
+  CHECK(notices[0].message.sid == subscribed.sid);
+  CHECK(f.sink.count("unsubscribed", "session revoked") == 1);
+  CHECK(ask(sub, 9).status == client_unauthorized);
+
+  // A session runs out: refused again once its lifetime has passed.
+  caf::anon_send(f.bus, cmesh::iam::iam_session_atom::value, f.client, std::string("jti-short"),
+                 std::string("events.read"), int64_t{1'000'000});
+  f.sched.run();
+  CHECK(ask(sub, 10).status == client_ok);
+  f.advance(1500ms);
+  CHECK(ask(sub, 11).status == client_unauthorized);
 }
 
 TEST_CASE_FIXTURE(fixture, "events actor: a client that does not acknowledge is a slow consumer - every drop is reported to it and to the log") {

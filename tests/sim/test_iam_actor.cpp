@@ -438,6 +438,42 @@ TEST_CASE("iam actor: revocations reach connected nodes at once and in full on c
   CHECK(seen.count({peer_b.public_key, "b-token"}) == 1);
 }
 
+TEST_CASE("iam actor: session watchers are told every live session (also when they start watching) and its revocation") {
+  fixture f;
+  auto s1 = f.session("state.read");
+  REQUIRE(s1.status == status_ok);
+  struct told_session {
+    node_id holder;
+    std::string token_id, scope;
+    int64_t ttl_us;
+  };
+  auto sessions = std::make_shared<std::vector<told_session>>();
+  auto revoked = std::make_shared<std::vector<std::string>>();
+  auto w = f.sys.spawn([=](caf::event_based_actor*) -> caf::behavior {
+    return {
+      [=](iam_session_atom, const node_id& holder, const std::string& token_id, const std::string& scope,
+          int64_t ttl_us) { sessions->push_back({holder, token_id, scope, ttl_us}); },
+      [=](iam_revoked_atom, const node_id&, const std::string& token_id, int64_t) { revoked->push_back(token_id); },
+    };
+  });
+  f.actors.push_back(w);
+  caf::anon_send(f.iam, iam_watch_sessions_atom::value, w);
+  f.sched.run();
+  REQUIRE(sessions->size() == 1);  // the one granted before
+  CHECK((*sessions)[0].holder == f.client.public_key);
+  CHECK((*sessions)[0].token_id == s1.token_id);
+  CHECK((*sessions)[0].scope == "state.read");
+  CHECK((*sessions)[0].ttl_us == (s1.expires_at_s - epoch_s) * 1'000'000);
+  auto s2 = f.session("state.read state.write");
+  REQUIRE(sessions->size() == 2);
+  CHECK((*sessions)[1].token_id == s2.token_id);
+  CHECK((*sessions)[1].scope == "state.read state.write");
+  auto done = f.ask<revoke_reply>(f.client.public_key, revoke_request{s1.token});
+  CHECK(done.status == status_ok);
+  REQUIRE(revoked->size() == 1);
+  CHECK((*revoked)[0] == s1.token_id);
+}
+
 TEST_CASE("iam actor: malformed requests get 400 in the reply type with their correlation - garbage gets no answer - the actor keeps serving") {
   fixture f;
   auto raw = [&](uint16_t type, bytes payload, uint64_t correlation, const node_id& source) {
