@@ -61,16 +61,17 @@ struct config {
   uint32_t indirect_probes = 3;            // k relays asked by ping_req
   int64_t gossip_interval_us = 200'000;    // one dedicated gossip round per interval
   uint32_t gossip_fanout = 4;              // random live members sent pending updates per round
-  uint32_t messages_per_round_max = 4;     // send budget per gossip interval: the round's fanout
-                                           // shrinks by the probe/relay/sync messages sent since
-                                           // the last round (to 0 when they spent it: they
-                                           // carry updates too); 0 = no budget
+  // Send budget per gossip interval, on average (a token bucket, gossip_round): the round's
+  // fanout shrinks by the probe/relay/sync messages sent since the last round (to 0 when they
+  // spent it: they carry updates too). 3.95 keeps the average under 4 with the detector's bursts
+  // and a fraction of a round's debt still open (docs/membership.md). 0 = no budget.
+  double messages_per_round_max = 3.95;
   uint32_t eager_fanout = 0;               // rumors only: on broadcast and on the first copy,
                                            // send the rumor at once, alone, to this many random
                                            // live members (not the sender, not the origin),
                                            // outside the round budget; the rounds still carry
                                            // it for reliability. 0 = rumors move with rounds
-  uint32_t retransmit_mult = 4;            // membership news is sent mult * ceil(log10(n+1)) times
+  uint32_t retransmit_mult = 8;            // membership news is sent mult * ceil(log10(n+1)) times
   uint32_t rumor_retransmit_mult = 4;      // ...and a user rumor this mult * ceil(log10(n+1)) times
   uint32_t suspicion_mult = 4;             // min suspicion = mult * log10(n) * period
   uint32_t suspicion_max_timeout_mult = 6; // max suspicion = this * min (no confirmations)
@@ -405,6 +406,7 @@ private:
   int64_t join_backoff_us_ = 0;
   int64_t now_us_ = 0;  // time of the current input
   uint32_t sent_since_gossip_ = 0;  // non-gossip messages since the last gossip round
+  double send_credit_ = 0;          // the send budget's bucket (gossip_round)
   stats stats_;
 };
 

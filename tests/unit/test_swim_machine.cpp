@@ -414,7 +414,8 @@ TEST_CASE("swim each update is sent at most retransmit_mult times ceil log10 n+1
   for (uint8_t i = 1; i <= 9; ++i) known.push_back(rec(i));
   m.restore(known, 0);
   CHECK(m.live_count() == 10);
-  CHECK(m.transmit_limit() == 8);  // 4 * ceil(log10(11))
+  CHECK(m.transmit_limit() == 16);     // membership news: 8 * ceil(log10(11))
+  CHECK(m.transmit_limit(true) == 8);  // rumors: 4 * ceil(log10(11))
   effects out;
   REQUIRE(m.broadcast_rumor(42, bytes{1, 2, 3}, 0, out).ok());
   CHECK(m.broadcast_rumor(42, bytes{1}, 0, out).code == errc::already_exists);
