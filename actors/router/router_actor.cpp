@@ -98,6 +98,26 @@ void carry_out(router_actor* self, effects& out) {
                 // The replica is gone (node shutting down): the call's deadline answers 408.
               });
   }
+  for (auto& q : out.bus_requests) {
+    const request_id id = q.id;
+    if (!st.bus) {
+      effects more;
+      st.routing->on_bus_answer(id, 503, "no events bus on this node", bytes{}, mesh_us(self), more);
+      carry_out(self, more);
+      continue;
+    }
+    self->request(st.bus, caf::infinite, events::events_request_atom::value, std::move(q.subject),
+                  std::move(q.payload), q.timeout_ms)
+        .then(
+            [=](uint16_t status, const std::string& reason, const bytes& reply) {
+              effects more;
+              self->state.routing->on_bus_answer(id, status, reason, reply, mesh_us(self), more);
+              carry_out(self, more);
+            },
+            [=](caf::error&) {
+              // The bus is gone (node shutting down): the call's deadline answers 408.
+            });
+  }
   for (auto& p : out.proxies) {
     const uint64_t correlation = st.next_correlation++;
     st.proxied[correlation] = p.id;

@@ -311,6 +311,17 @@ void machine::on_proxy_answer(request_id id, const cmtp::response& answer, int64
   finish(id, std::move(r), out);
 }
 
+void machine::on_bus_answer(request_id id, uint16_t status, const std::string& reason, const bytes& payload,
+                            int64_t, effects& out) {
+  if (!settle(id)) return;
+  cmtp::response r;
+  r.status = status;
+  r.reason = reason;
+  if (status == 404 && reason.empty()) r.reason = "no responders on the subject";
+  if (status == 200) r.body = payload;
+  finish(id, std::move(r), out);
+}
+
 void machine::dispatch(request_id id, pending_request& p, int64_t now_us, effects& out) {
   const fqmn& x = p.current;
   cmtp::response r;
@@ -392,7 +403,19 @@ void machine::dispatch(request_id id, pending_request& p, int64_t now_us, effect
       out.proxies.push_back({id, x.router_key, std::move(forward)});
       return;
     }
-    case opcode::events_read:
+    case opcode::events_read: {
+      // A read from the events service is a request: the responders on the subject answer it.
+      bytes payload = p.req.body;
+      if (payload.empty()) {
+        const std::string text = args_text_of(x);
+        payload.assign(text.begin(), text.end());
+      }
+      await(id, p, now_us);
+      // The bus gives up first (half the router's deadline), so its 404/408 reaches the client.
+      const auto timeout_ms = static_cast<uint32_t>(std::max<int64_t>(1, config_.dispatch_timeout_us / 2'000));
+      out.bus_requests.push_back({id, x.subject, std::move(payload), timeout_ms});
+      return;
+    }
     case opcode::iam:
     case opcode::contract:
     case opcode::consensus:

@@ -122,14 +122,24 @@ struct effects {
     node_id router;
     cmtp::request request;
   };
+  // 0xE: a request on the events bus (request/reply through an inbox); answer with
+  // on_bus_answer(id, ...).
+  struct bus_request {
+    request_id id = 0;
+    std::string subject;
+    bytes payload;
+    uint32_t timeout_ms = 0;
+  };
   std::vector<kv_call> calls;
   std::vector<proxy> proxies;
+  std::vector<bus_request> bus_requests;
   std::vector<publish> publishes;  // in order
   std::vector<respond> responses;
 
   void clear() {
     proxies.clear();
     calls.clear();
+    bus_requests.clear();
     publishes.clear();
     responses.clear();
   }
@@ -167,6 +177,10 @@ public:
   // The remote router's answer to a proxy effect. An answer for an unknown or timed-out id is
   // counted and dropped.
   void on_proxy_answer(request_id id, const cmtp::response& answer, int64_t now_us, effects& out);
+  // The bus answered a 0xE request: 200 with the reply's payload, 404 no responders, 408 no reply
+  // in time, 400/413/503 refused (the events client statuses).
+  void on_bus_answer(request_id id, uint16_t status, const std::string& reason, const bytes& payload,
+                     int64_t now_us, effects& out);
   // Other nodes whose IAM this router trusts to issue session tokens (for requests proxied to it
   // by their routers: 0xP). Its own node is always trusted.
   void trust_issuer(const node_id& issuer) { trusted_.insert(issuer); }

@@ -120,6 +120,11 @@ TEST_CASE("real router: the seed's flow - names registered once, resolved and di
   auto google = call(dir, {"0xR:google.com", "--identity", key, "--node", addresses[0]});
   CHECK(google.code == 1);
   CHECK(has_line_starting(google.output, "404 "));
+  // 0xE is a request on the events bus: nobody answers on this subject.
+  auto nobody = call(dir, {"0xE:svc.echo:{}", "--identity", key, "--node", addresses[0]});
+  INFO(nobody.output);
+  CHECK(nobody.code == 1);
+  CHECK(has_line_starting(nobody.output, "404 no responders"));
   // A bad FQMN is caught before anything is sent; the router would say the same (400, column).
   auto bad = call(dir, {"0xQ:x", "--identity", key, "--node", addresses[0]});
   CHECK(bad.code == 2);
