@@ -23,6 +23,9 @@ namespace cmesh::events {
 
 namespace {
 
+using session_expired_atom = caf::atom_constant<caf::atom("ev_sessexp")>;
+
+
 constexpr std::string_view service_name = "events";
 
 // Who a subscription belongs to: an in-process actor or a remote client (a transport peer).
@@ -442,8 +445,8 @@ bool authorized(events_actor* self, const node_id& from, uint64_t correlation, c
   return false;
 }
 
-// The IAM revoked a session: a client left without any live one loses its subscriptions.
-void on_session_revoked(events_actor* self, const std::string& token_id) {
+// A session was revoked or ran out: a client left without any live one loses its subscriptions.
+void on_session_ended(events_actor* self, const std::string& token_id, const char* why) {
   auto& st = self->state;
   node_id holder;
   if (!st.sessions.remove(token_id, &holder) || st.sessions.has_live(holder, now_us(self))) return;
@@ -454,7 +457,7 @@ void on_session_revoked(events_actor* self, const std::string& token_id) {
     client_notice notice;
     notice.sid = sid;
     notice.kind = "session_ended";
-    end_subscription(self, sid, "session revoked");
+    end_subscription(self, sid, why);
     send_to_client(self, holder, 0, notice);
   }
 }
@@ -643,9 +646,12 @@ caf::behavior run(events_actor* self, caf::actor transport, caf::actor membershi
       if (!scopes) return;
       const int64_t now = now_us(self);
       self->state.sessions.add(holder, token_id, std::move(*scopes), now + ttl_us, now);
+      self->delayed_send(self, std::chrono::microseconds(std::max<int64_t>(0, ttl_us)), session_expired_atom::value,
+                         token_id);
     },
+    [=](session_expired_atom, const std::string& token_id) { on_session_ended(self, token_id, "session expired"); },
     [=](iam::iam_revoked_atom, const node_id&, const std::string& token_id, int64_t) {
-      on_session_revoked(self, token_id);
+      on_session_ended(self, token_id, "session revoked");
     },
     [=](events_pub_batch_atom, const std::vector<std::string>& subjects, std::vector<bytes>& payloads) {
       auto& s = self->state;

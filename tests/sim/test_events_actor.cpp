@@ -234,12 +234,19 @@ TEST_CASE("events actor: with sessions required a client needs a live IAM sessio
   CHECK(f.sink.count("unsubscribed", "session revoked") == 1);
   CHECK(ask(sub, 9).status == client_unauthorized);
 
-  // A session runs out: refused again once its lifetime has passed.
+  // A session runs out: its subscriptions end with a notice, and the client is refused again.
   caf::anon_send(f.bus, cmesh::iam::iam_session_atom::value, f.client, std::string("jti-short"),
                  std::string("events.read"), int64_t{1'000'000});
   f.sched.run();
-  CHECK(ask(sub, 10).status == client_ok);
+  auto short_lived = ask(sub, 10);
+  REQUIRE(short_lived.status == client_ok);
+  f.log->clear();
   f.advance(1500ms);
+  auto expired = f.sent_as<client_notice>(f.client);
+  REQUIRE(expired.size() == 1);
+  CHECK(expired[0].message.kind == "session_ended");
+  CHECK(expired[0].message.sid == short_lived.sid);
+  CHECK(f.sink.count("unsubscribed", "session expired") == 1);
   CHECK(ask(sub, 11).status == client_unauthorized);
 }
 
