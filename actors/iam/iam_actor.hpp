@@ -75,7 +75,7 @@ using iam_redeem_atom = caf::atom_constant<caf::atom("iam_redeem")>;
 
 // The node-wide default scope policy: any holder may hold these for any audience.
 inline constexpr const char* default_scopes =
-    "state.read state.write events.read events.publish names.resolve names.register proxy";
+    "state.read state.write events.read events.publish names.resolve names.register proxy consensus";
 // {"*", "*", default_scopes}.
 std::vector<scope_rule> default_scope_rules();
 

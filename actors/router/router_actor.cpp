@@ -118,6 +118,23 @@ void carry_out(router_actor* self, effects& out) {
               // The bus is gone (node shutting down): the call's deadline answers 408.
             });
   }
+  for (const auto& q : out.consensus_queries) {
+    const request_id id = q.id;
+    if (!st.kv) {
+      effects more;
+      st.routing->on_consensus_answer(id, 503, "no Raft replica on this node", mesh_us(self), more);
+      carry_out(self, more);
+      continue;
+    }
+    self->request(st.kv, caf::infinite, status_atom::value)
+        .then(
+            [=](const std::string& text) {
+              effects more;
+              self->state.routing->on_consensus_answer(id, 200, text, mesh_us(self), more);
+              carry_out(self, more);
+            },
+            [=](caf::error&) {});
+  }
   for (auto& p : out.proxies) {
     const uint64_t correlation = st.next_correlation++;
     st.proxied[correlation] = p.id;

@@ -322,6 +322,16 @@ void machine::on_bus_answer(request_id id, uint16_t status, const std::string& r
   finish(id, std::move(r), out);
 }
 
+void machine::on_consensus_answer(request_id id, uint16_t status, const std::string& text, int64_t,
+                                  effects& out) {
+  if (!settle(id)) return;
+  cmtp::response r;
+  r.status = status;
+  if (status == 200) r.body.assign(text.begin(), text.end());
+  else r.reason = text;
+  finish(id, std::move(r), out);
+}
+
 void machine::dispatch(request_id id, pending_request& p, int64_t now_us, effects& out) {
   const fqmn& x = p.current;
   cmtp::response r;
@@ -416,9 +426,19 @@ void machine::dispatch(request_id id, pending_request& p, int64_t now_us, effect
       out.bus_requests.push_back({id, x.subject, std::move(payload), timeout_ms});
       return;
     }
+    case opcode::consensus: {
+      if (x.service != "kv" || x.action != "status") {
+        r.status = 404;
+        r.reason = "unknown consensus action " + x.service.substr(0, 32) + ":" + x.action.substr(0, 32) +
+                   " (served: kv:status)";
+        return finish(id, std::move(r), out);
+      }
+      await(id, p, now_us);
+      out.consensus_queries.push_back({id});
+      return;
+    }
     case opcode::iam:
     case opcode::contract:
-    case opcode::consensus:
       r.status = 501;
       r.reason = std::string(opcode_text(x.op)) + " is not served by this router yet";
       return finish(id, std::move(r), out);

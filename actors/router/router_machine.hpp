@@ -130,9 +130,14 @@ struct effects {
     bytes payload;
     uint32_t timeout_ms = 0;
   };
+  // 0xC:kv:status: the local replica's Raft status; answer with on_consensus_answer(id, ...).
+  struct consensus_query {
+    request_id id = 0;
+  };
   std::vector<kv_call> calls;
   std::vector<proxy> proxies;
   std::vector<bus_request> bus_requests;
+  std::vector<consensus_query> consensus_queries;
   std::vector<publish> publishes;  // in order
   std::vector<respond> responses;
 
@@ -140,6 +145,7 @@ struct effects {
     proxies.clear();
     calls.clear();
     bus_requests.clear();
+    consensus_queries.clear();
     publishes.clear();
     responses.clear();
   }
@@ -181,6 +187,8 @@ public:
   // in time, 400/413/503 refused (the events client statuses).
   void on_bus_answer(request_id id, uint16_t status, const std::string& reason, const bytes& payload,
                      int64_t now_us, effects& out);
+  // The replica answered a 0xC query (status 200 with its status line, or 503 without a replica).
+  void on_consensus_answer(request_id id, uint16_t status, const std::string& text, int64_t now_us, effects& out);
   // Other nodes whose IAM this router trusts to issue session tokens (for requests proxied to it
   // by their routers: 0xP). Its own node is always trusted.
   void trust_issuer(const node_id& issuer) { trusted_.insert(issuer); }

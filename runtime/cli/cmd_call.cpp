@@ -29,7 +29,7 @@ namespace {
 
 // What a session asks for when --scope is not given: everything the default IAM policy grants.
 constexpr const char* default_call_scope =
-    "state.read state.write events.read events.publish names.resolve names.register proxy";
+    "state.read state.write events.read events.publish names.resolve names.register proxy consensus";
 
 command_spec call_spec() {
   command_spec spec;

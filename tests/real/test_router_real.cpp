@@ -125,6 +125,11 @@ TEST_CASE("real router: the seed's flow - names registered once, resolved and di
   INFO(nobody.output);
   CHECK(nobody.code == 1);
   CHECK(has_line_starting(nobody.output, "404 no responders"));
+  // 0xC:kv:status: the Raft replica's status line at that node.
+  auto raft_status = call(dir, {"0xC:kv:status", "--identity", key, "--node", addresses[1]});
+  INFO(raft_status.output);
+  CHECK(raft_status.code == 0);
+  CHECK(raft_status.output.find("kv role=") != std::string::npos);
   // A bad FQMN is caught before anything is sent; the router would say the same (400, column).
   auto bad = call(dir, {"0xQ:x", "--identity", key, "--node", addresses[0]});
   CHECK(bad.code == 2);

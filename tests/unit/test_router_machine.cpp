@@ -311,7 +311,7 @@ TEST_CASE("router: a publish goes to the bus with the body or the JSON argument,
   CHECK(f.out.publishes[1].subject == "orders.created");
   CHECK(std::string(f.out.publishes[1].payload.begin(), f.out.publishes[1].payload.end()) == "{\"id\":7}");
   auto admin = f.token(f.alice, "contracts consensus proxy iam events.read", "", t0_us / 1'000'000 + 3600, "all");
-  for (const char* x : {"0xA:*:0x001:f", "0xC:kv:status", "0xI:session"}) {
+  for (const char* x : {"0xA:*:0x001:f", "0xI:session"}) {
     INFO(x);
     f.send(x, admin, "u");
     CHECK(f.answer().status == 501);
@@ -351,6 +351,25 @@ TEST_CASE("router: 0xE is a request on the events bus - the reply's payload is t
   f.out.clear();
   f.m->tick(t0_us + 60'000'000, f.out);
   CHECK(f.answer().status == 408);
+}
+
+TEST_CASE("router: 0xC:kv:status answers the replica's status line - other consensus actions are 404 - scope consensus") {
+  fixture f;
+  auto tok = f.token(f.alice, "consensus");
+  auto id = f.send("0xC:kv:status", tok, "c1");
+  REQUIRE(f.out.consensus_queries.size() == 1);
+  CHECK(f.out.consensus_queries[0].id == id);
+  f.out.clear();
+  f.m->on_consensus_answer(id, 200, "kv role=leader term=3", t0_us + 1000, f.out);
+  CHECK(f.answer().status == 200);
+  CHECK(std::string(f.answer().body.begin(), f.answer().body.end()) == "kv role=leader term=3");
+  f.send("0xC:kv:transfer", tok, "c2");
+  CHECK(f.out.consensus_queries.empty());
+  CHECK(f.answer().status == 404);
+  CHECK(f.answer().reason.find("served: kv:status") != std::string::npos);
+  f.send("0xC:kv:status", f.token(f.alice, "state.read"), "c3");
+  CHECK(f.out.consensus_queries.empty());
+  CHECK(f.answer().status == 403);
 }
 
 TEST_CASE("router: nothing is served before the router has authenticated its own identity") {
