@@ -57,7 +57,7 @@ cli::command_spec run_spec() {
                                  "16,384); K > 0: partial views of K random contacts (member table K + 16)", "0"},
                {"fraction", "P", "agents frozen (crashed) per wave", "0.1 (frozen), 0.01 (crash)"},
                {"every", "T", "one wave every T", "10s"},
-               {"retransmit-mult", "M", "swim retransmit_mult: each update is sent M * ceil(log10(n + 1)) times", "4"},
+               {"retransmit-mult", "M", "swim retransmit_mult: membership news is sent M * ceil(log10(n + 1)) times", "8"},
                {"freeze-for", "T", "length of a freeze", "2s"},
                {"tail", "T", "quiet time after the last wave (crash: room for the suspicion timeout)",
                 "20s (frozen), 60s (crash)"}};
@@ -110,7 +110,7 @@ int run_membership_scenario(int argc, char** argv) {
   auto seconds = cli::get_unsigned(*parsed, "seconds", 1000, 1, 1'000'000);
   auto seed = cli::get_unsigned(*parsed, "seed", 1, 0, ~uint64_t{0});
   auto contacts = cli::get_unsigned(*parsed, "contacts", 0, 0, 100'000);
-  auto retransmit = cli::get_unsigned(*parsed, "retransmit-mult", 4, 1, 64);
+  auto retransmit = cli::get_unsigned(*parsed, "retransmit-mult", swim::config{}.retransmit_mult, 1, 64);
   double loss = std::atof(parsed->get("loss", frozen ? "0.05" : "0").c_str());
   double fraction = std::atof(parsed->get("fraction", frozen ? "0.1" : "0.01").c_str());
   auto every = sim::parse_duration_us(parsed->get("every", "10s"));
@@ -299,7 +299,7 @@ cli::command_spec spec() {
                {"crash-seconds", "S", "virtual length of a crash run", "170"},
                {"contacts", "K", "0: full views (every agent knows all others); K > 0: partial views of K "
                                  "random contacts, member tables of K + 16 (as cmesh bench gossip: 64)", "0"},
-               {"retransmit-mult", "M", "swim retransmit_mult of every agent", "4"},
+               {"retransmit-mult", "M", "swim retransmit_mult of every agent (membership news)", "8"},
                {"runs", "R", "seeds per scenario (1..R); medians are reported, false removals summed", "3"},
                {"out", "DIR", "folder for membership.csv", "./bench-results"}};
   s.epilog = "frozen: every 10 s a fresh 10% of the agents is frozen for 2 s, 5% loss; every failure\n"
@@ -326,7 +326,7 @@ int run_membership_bench(int argc, char** argv) {
   auto frozen_seconds = cli::get_unsigned(*parsed, "frozen-seconds", 1000, 40, 1'000'000);
   auto crash_seconds = cli::get_unsigned(*parsed, "crash-seconds", 170, 90, 1'000'000);
   auto contacts = cli::get_unsigned(*parsed, "contacts", 0, 0, 100'000);
-  auto retransmit = cli::get_unsigned(*parsed, "retransmit-mult", 4, 1, 64);
+  auto retransmit = cli::get_unsigned(*parsed, "retransmit-mult", swim::config{}.retransmit_mult, 1, 64);
   if (!runs || !retransmit || !nodes || !frozen_seconds || !crash_seconds || !contacts) {
     std::fprintf(stderr, "cmesh bench membership: bad --runs, --nodes, --frozen-seconds, "
                          "--crash-seconds or --contacts (see --help)\n");
