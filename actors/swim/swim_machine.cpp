@@ -146,8 +146,6 @@ status validate(const config& c) {
   if (c.gossip_interval_us <= 0) return bad("gossip_interval_us must be positive");
   if (c.gossip_fanout == 0 || c.gossip_fanout > gossip_fanout_max)
     return bad("gossip_fanout must be in [1, gossip_fanout_max]");
-  if (!(c.messages_per_round_max >= 0) || c.messages_per_round_max > 1000)
-    return bad("messages_per_round_max must be in [0, 1000]");
   if (c.retransmit_mult == 0) return bad("retransmit_mult must be positive");
   if (c.rumor_retransmit_mult == 0) return bad("rumor_retransmit_mult must be positive");
   if (c.suspicion_mult == 0) return bad("suspicion_mult must be positive");
@@ -952,23 +950,22 @@ void machine::count_transmissions(update_queue& queue, const std::vector<queue_p
 }
 
 // The dedicated round (memberlist's gossip): pending updates to gossip_fanout random live
-// members, each message filled separately. The send budget is a token bucket: each round earns
-// messages_per_round_max credits (saved up to one more message, so a fractional budget averages
-// out), every message spends one, the failure detector's included; what the detector overspends
-// is debt (at most four rounds' budget). A round without a whole credit sends nothing: every
-// probe, ack and relay carries pending updates too, so news still moves. A node thus sends at most
-// messages_per_round_max messages per round on average, whatever the churn, unless the detector
-// alone needs more.
+// members, each message filled separately. Under the send budget the messages the failure
+// detector sent since the last round come off the fanout; what a round overspends is carried as
+// debt into the next one (at most four rounds' budget). A round whose budget the detector already
+// spent sends nothing: every probe, ack and relay carries pending updates too, so news still
+// moves. A node thus sends at most messages_per_round_max messages per round on average, whatever
+// the churn, unless the detector alone needs more.
 void machine::gossip_round(int64_t now_us, effects& out) {
-  const uint32_t overhead = sent_since_gossip_;
+  uint32_t overhead = sent_since_gossip_;
   sent_since_gossip_ = 0;
-  const double budget = config_.messages_per_round_max;
-  uint32_t fanout = config_.gossip_fanout;
-  if (budget > 0) {
-    send_credit_ = std::max(std::min(send_credit_ + budget, budget + 1) - overhead, -4 * budget);
-    fanout = send_credit_ >= 1 ? std::min(static_cast<uint32_t>(send_credit_), fanout) : 0;
-  }
   if (pending_updates() == 0) return;
+  uint32_t fanout = config_.gossip_fanout;
+  uint32_t budget = config_.messages_per_round_max;
+  if (budget > 0) {
+    uint32_t allowed = budget > overhead ? budget - overhead : 0;
+    fanout = std::min<uint32_t>(allowed, config_.gossip_fanout);
+  }
   uint32_t sent = 0;
   for (const auto& target : pick_random(fanout, true, node_id{})) {
     auto updates = take_updates(config_.piggyback_bytes_max);
@@ -976,7 +973,8 @@ void machine::gossip_round(int64_t now_us, effects& out) {
     send(out, target, address_of(target), gossip{std::move(updates)});
     ++sent;
   }
-  if (budget > 0) send_credit_ -= sent;
+  if (budget > 0 && overhead + sent > budget)
+    sent_since_gossip_ = std::min(overhead + sent - budget, 4 * budget);
 }
 
 // ---- syncs and expiry ------------------------------------------------------------------------

@@ -61,11 +61,10 @@ struct config {
   uint32_t indirect_probes = 3;            // k relays asked by ping_req
   int64_t gossip_interval_us = 200'000;    // one dedicated gossip round per interval
   uint32_t gossip_fanout = 4;              // random live members sent pending updates per round
-  // Send budget per gossip interval, on average (a token bucket, gossip_round): the round's
-  // fanout shrinks by the probe/relay/sync messages sent since the last round (to 0 when they
-  // spent it: they carry updates too). 3.95 keeps the average under 4 with the detector's bursts
-  // and a fraction of a round's debt still open (docs/membership.md). 0 = no budget.
-  double messages_per_round_max = 3.95;
+  uint32_t messages_per_round_max = 4;     // send budget per gossip interval: the round's fanout
+                                           // shrinks by the probe/relay/sync messages sent since
+                                           // the last round (to 0 when they spent it: they
+                                           // carry updates too); 0 = no budget
   uint32_t eager_fanout = 0;               // rumors only: on broadcast and on the first copy,
                                            // send the rumor at once, alone, to this many random
                                            // live members (not the sender, not the origin),
@@ -406,7 +405,6 @@ private:
   int64_t join_backoff_us_ = 0;
   int64_t now_us_ = 0;  // time of the current input
   uint32_t sent_since_gossip_ = 0;  // non-gossip messages since the last gossip round
-  double send_credit_ = 0;          // the send budget's bucket (gossip_round)
   stats stats_;
 };
 
