@@ -642,10 +642,7 @@ caf::behavior run(events_actor* self, caf::actor transport, caf::actor membershi
     },
     [=](iam::iam_session_atom, const node_id& holder, const std::string& token_id,
         const std::string& scope, int64_t ttl_us) {
-      auto scopes = iam::parse_scope(scope);
-      if (!scopes) return;
-      const int64_t now = now_us(self);
-      self->state.sessions.add(holder, token_id, std::move(*scopes), now + ttl_us, now);
+      if (!self->state.sessions.grant(holder, token_id, scope, ttl_us, now_us(self))) return;
       self->delayed_send(self, std::chrono::microseconds(std::max<int64_t>(0, ttl_us)), session_expired_atom::value,
                          token_id);
     },

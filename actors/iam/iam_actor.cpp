@@ -461,6 +461,15 @@ void on_envelope(iam_actor* self, const node_id& from, const bytes& data) {
   record(self, "malformed", from, problem);
 }
 
+// Adds `watcher` to `list` and monitors it (the down handler forgets it). False if it is invalid
+// or already there: nothing to replay to it then.
+bool add_watcher(iam_actor* self, std::vector<caf::actor>& list, const caf::actor& watcher) {
+  if (!watcher || std::find(list.begin(), list.end(), watcher) != list.end()) return false;
+  list.push_back(watcher);
+  self->monitor(watcher);
+  return true;
+}
+
 caf::behavior run(iam_actor* self, caf::actor transport, actor_context context) {
   auto& st = self->state;
   st.ctx = std::move(context);
@@ -506,11 +515,7 @@ caf::behavior run(iam_actor* self, caf::actor transport, actor_context context) 
     },
     [=](iam_watch_atom, const caf::actor& watcher) {
       auto& s = self->state;
-      if (!watcher) return;
-      for (const auto& w : s.watchers)
-        if (w == watcher) return;
-      s.watchers.push_back(watcher);
-      self->monitor(watcher);
+      if (!add_watcher(self, s.watchers, watcher)) return;
       for (const auto& [token_id, expires_at_s] : s.protocol->revocations())
         self->send(watcher, iam_revoked_atom::value, s.ctx.self, token_id, expires_at_s);
       for (const auto& [key, expires_at_s] : s.foreign)
@@ -518,11 +523,7 @@ caf::behavior run(iam_actor* self, caf::actor transport, actor_context context) 
     },
     [=](iam_watch_sessions_atom, const caf::actor& watcher) {
       auto& s = self->state;
-      if (!watcher) return;
-      for (const auto& w : s.session_watchers)
-        if (w == watcher) return;
-      s.session_watchers.push_back(watcher);
-      self->monitor(watcher);
+      if (!add_watcher(self, s.session_watchers, watcher)) return;
       const int64_t now = now_s(self);
       for (const auto& [token_id, session] : s.sessions)
         if (now < session.expires_at_s)

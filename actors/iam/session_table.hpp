@@ -32,8 +32,18 @@ public:
     if (holder_of_.count(token_id)) return;
     if (holder_of_.size() >= entries_max_) prune(now_us);
     if (holder_of_.size() >= entries_max_) drop_first_ending();
-    by_holder_[holder].push_back(grant{token_id, std::move(scopes), deadline_us});
+    by_holder_[holder].push_back(session{token_id, std::move(scopes), deadline_us});
     holder_of_.emplace(token_id, holder);
+  }
+
+  // What the IAM actor tells its session watchers: a session with scope text `scope` that lives
+  // `ttl_us` more. Returns false (and keeps nothing) if the scope does not parse.
+  bool grant(const node_id& holder, const std::string& token_id, std::string_view scope, int64_t ttl_us,
+             int64_t now_us) {
+    auto scopes = parse_scope(scope);
+    if (!scopes) return false;
+    add(holder, token_id, std::move(*scopes), now_us + ttl_us, now_us);
+    return true;
   }
 
   // Forgets the session of `token_id` (revoked). Returns whether there was one.
@@ -44,7 +54,7 @@ public:
     holder_of_.erase(it);
     auto& grants = by_holder_[holder];
     grants.erase(std::remove_if(grants.begin(), grants.end(),
-                                [&](const grant& g) { return g.token_id == token_id; }),
+                                [&](const session& g) { return g.token_id == token_id; }),
                  grants.end());
     if (grants.empty()) by_holder_.erase(holder);
     if (holder_out) *holder_out = holder;
@@ -98,7 +108,7 @@ public:
   size_t size() const { return holder_of_.size(); }
 
 private:
-  struct grant {
+  struct session {
     std::string token_id;
     std::vector<std::string> scopes;
     int64_t deadline_us = 0;
@@ -117,7 +127,7 @@ private:
   }
 
   size_t entries_max_;
-  std::map<node_id, std::vector<grant>> by_holder_;
+  std::map<node_id, std::vector<session>> by_holder_;
   std::map<std::string, node_id, std::less<>> holder_of_;
 };
 

@@ -495,10 +495,7 @@ caf::behavior replica(replica_actor* self, caf::actor transport, replica_context
     },
     [=](iam::iam_session_atom, const node_id& holder, const std::string& token_id,
         const std::string& scope, int64_t ttl_us) {
-      auto scopes = iam::parse_scope(scope);
-      if (!scopes) return;
-      const int64_t now = now_us(self);
-      self->state.sessions.add(holder, token_id, std::move(*scopes), now + ttl_us, now);
+      self->state.sessions.grant(holder, token_id, scope, ttl_us, now_us(self));
     },
     [=](iam::iam_revoked_atom, const node_id&, const std::string& token_id, int64_t) {
       self->state.sessions.remove(token_id);

@@ -22,6 +22,8 @@ std::vector<caf::actor> spawn_node_services(caf::actor_system& system, const caf
   std::vector<caf::actor> services;
   caf::actor membership;  // the swim actor, when there is one
   caf::actor replica;     // the kv replica, when there is one
+  // The kv and events client protocols serve only keys holding a session (docs/iam.md §13).
+  const bool gate_clients = setup.iam.has_value() && setup.client_sessions_required;
   caf::actor bus;         // the events bus, when there is one
   peer::actor_context peer_context;
   peer_context.self = setup.self;
@@ -54,7 +56,7 @@ std::vector<caf::actor> spawn_node_services(caf::actor_system& system, const caf
     kv_context.storage = setup.raft_storage ? setup.raft_storage : setup.storage;
     kv_context.events = setup.events;
     kv_context.observer = setup.raft->observer;
-    kv_context.require_session = setup.iam.has_value() && setup.client_sessions_required;
+    kv_context.require_session = gate_clients;
     services.push_back(kv::spawn_kv_replica(system, transport, std::move(kv_context)));
     replica = services.back();
   }
@@ -124,7 +126,7 @@ std::vector<caf::actor> spawn_node_services(caf::actor_system& system, const caf
     events::actor_context events_context;
     events_context.self = setup.self;
     events_context.bus = setup.events_bus->bus;
-    events_context.require_session = setup.iam.has_value() && setup.client_sessions_required;
+    events_context.require_session = gate_clients;
     events_context.rng_seed = mix_seed(setup.rng_seed, /*stream: events bus*/ 7);
     events_context.events = setup.events;
     events_context.watcher = setup.events_bus->observer;
@@ -162,8 +164,9 @@ std::vector<caf::actor> spawn_node_services(caf::actor_system& system, const caf
     services.push_back(iam::spawn_iam_actor(system, transport, std::move(context)));
     iam_actor = services.back();
     // The services that authorize their own wire clients learn of every session (docs/iam.md §13).
-    for (const auto& gated : {replica, bus})
-      if (gated) caf::anon_send(iam_actor, iam::iam_watch_sessions_atom::value, gated);
+    if (gate_clients)
+      for (const auto& gated : {replica, bus})
+        if (gated) caf::anon_send(iam_actor, iam::iam_watch_sessions_atom::value, gated);
   }
   if (setup.router) {
     router::actor_context context;

@@ -8,6 +8,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <doctest/doctest.h>
+
 #include <chrono>
 #include <cstdlib>
 #include <fstream>
@@ -132,5 +134,12 @@ private:
 
 // A loopback TCP port that was free a moment ago (bind to 0, read the port, close).
 int free_port();
+
+// `binary id new DIR/NAME.key`: a fresh identity file; returns its did:key.
+inline std::string new_identity(const std::string& binary, const temp_dir& dir, const std::string& name) {
+  auto [code, out] = run(binary, {"id", "new", dir.file(name + ".key")}, dir.file(name + ".id.log"));
+  REQUIRE(code == 0);
+  return out.substr(0, out.find('\n'));
+}
 
 }  // namespace cmesh::testing

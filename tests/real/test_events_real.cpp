@@ -23,10 +23,7 @@ struct bus_node {
 };
 
 std::string new_identity(const temp_dir& dir, const std::string& name) {
-  auto [code, out] = cmesh::testing::run(binary, {"id", "new", dir.file(name + ".key")},
-                                         dir.file(name + ".id.log"));
-  REQUIRE(code == 0);
-  return out.substr(0, out.find('\n'));
+  return cmesh::testing::new_identity(binary, dir, name);
 }
 
 std::pair<int, std::string> events(const temp_dir& dir, std::vector<std::string> args) {

@@ -28,9 +28,7 @@ struct rep_node {
 };
 
 std::string new_identity(const temp_dir& dir, const std::string& name) {
-  auto [code, out] = cmesh::testing::run(binary, {"id", "new", dir.file(name + ".key")}, dir.file(name + ".id.log"));
-  REQUIRE(code == 0);
-  return out.substr(0, out.find('\n'));
+  return cmesh::testing::new_identity(binary, dir, name);
 }
 
 std::pair<int, std::string> reputation(const temp_dir& dir, std::vector<std::string> args) {

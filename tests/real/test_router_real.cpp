@@ -22,9 +22,7 @@ namespace {
 const std::string binary = CMESH_BINARY;
 
 std::string new_identity(const temp_dir& dir, const std::string& name) {
-  auto [code, out] = cmesh::testing::run(binary, {"id", "new", dir.file(name + ".key")}, dir.file(name + ".id.log"));
-  REQUIRE(code == 0);
-  return out.substr(0, out.find('\n'));
+  return cmesh::testing::new_identity(binary, dir, name);
 }
 
 struct call_result {

@@ -40,3 +40,13 @@ TEST_CASE("session table: a holder is served while a live session covers the sco
   CHECK(emptied.empty());
   CHECK(t.check(bob, "state.read", 2'500) == session_table::verdict::ok);
 }
+
+TEST_CASE("session table: grant parses the scope the IAM sends and counts the lifetime from now") {
+  const auto alice = identity::derive_for_simulation(31, 1).public_key;
+  session_table t;
+  CHECK(t.grant(alice, "g1", "state.read events.read", 1'000, 500));
+  CHECK(t.check(alice, "events.read", 1'499) == session_table::verdict::ok);
+  CHECK(t.check(alice, "events.read", 1'500) == session_table::verdict::no_session);
+  CHECK_FALSE(t.grant(alice, "g2", "state.read\x01", 1'000, 500));
+  CHECK(t.size() == 1);
+}
