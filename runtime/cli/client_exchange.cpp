@@ -2,6 +2,8 @@
 
 #include <chrono>
 #include <cstdio>
+
+#include <unistd.h>
 #include <future>
 #include <memory>
 #include <mutex>
@@ -283,6 +285,12 @@ exchange_outcome run_exchange(const identity& me, const seed_spec& node, exchang
   }
   close_client_transport(*system, manager);
   return result;
+}
+
+void exit_client(int code) {
+  std::fflush(stdout);
+  std::fflush(stderr);
+  ::_exit(code);
 }
 
 }  // namespace cmesh::cli

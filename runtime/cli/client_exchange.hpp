@@ -65,6 +65,10 @@ exchange_outcome run_exchange(const identity& me, const seed_spec& node, exchang
 // used to run two).
 caf::actor_system& client_actor_system();
 
+// How a client command ends: flushes stdout and stderr, then _exits with `code`, skipping the
+// actor systems' teardown (a dialer blocked in connect() cannot hold the process up).
+[[noreturn]] void exit_client(int code);
+
 // The client's identity: read from `path` (the --identity option), or a fresh one when `path` is
 // empty. Initializes libsodium. Errors: as read_identity_file, the message prefixed
 // "--identity: ".

@@ -172,15 +172,6 @@ int run(const command_spec& spec, const parsed_options& p) {
 
 }  // namespace
 
-int run_call(int argc, char** argv) {
-  auto spec = call_spec();
-  int usage_code = 0;
-  auto parsed = parse_command_line(spec, argc, argv, usage_code);
-  if (!parsed) return usage_code;
-  int code = run(spec, *parsed);
-  std::fflush(stdout);
-  std::fflush(stderr);
-  ::_exit(code);  // skip the actor systems' teardown (see client_exchange.hpp)
-}
+int run_call(int argc, char** argv) { exit_client(run_with_options(argc, argv, call_spec(), run)); }
 
 }  // namespace cmesh::cli

@@ -487,9 +487,7 @@ int run_sub(const command_spec& spec, const parsed_options& p) {
 int run_events(int argc, char** argv) {
   int code = run_subcommand("cmesh events", overview, argc, argv,
                             {{"sub", sub_spec, run_sub}, {"pub", pub_spec, run_pub}, {"request", request_spec, run_request}});
-  std::fflush(stdout);
-  std::fflush(stderr);
-  ::_exit(code);  // skip the actor systems' teardown (see client_exchange.hpp)
+  exit_client(code);
 }
 
 }  // namespace cmesh::cli

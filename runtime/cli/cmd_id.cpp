@@ -398,9 +398,7 @@ int run_id(int argc, char** argv) {
     std::fprintf(stderr, "cmesh id: unknown subcommand '%s'\n\n%s", what.c_str(), overview);
     return exit_usage;
   }
-  std::fflush(stdout);
-  std::fflush(stderr);
-  ::_exit(code);  // skip the client actor system's teardown (see client_exchange.hpp)
+  exit_client(code);
 }
 
 }  // namespace cmesh::cli

@@ -226,14 +226,10 @@ int execute(const common& c, const kv::request& request) {
     // one, retry once.
     int code = exit_failed;
     client_options at{me, result.answered_at, c.timeout_us, c.verbose};
-    if (!ensure_session(at, "state.read state.write", code)) ::_exit(code);
+    if (!ensure_session(at, "state.read state.write", code)) exit_client(code);
     result = run_request(me, result.answered_at, request, c.timeout_us, c.verbose);
   }
-  int code = report(result, static_cast<kv::op>(request.operation));
-  std::fflush(stdout);
-  std::fflush(stderr);
-  // See run_request: skip the actor system's teardown (the connection is already closed).
-  ::_exit(code);
+  exit_client(report(result, static_cast<kv::op>(request.operation)));
 }
 
 kv::request make_request(kv::op operation, std::string key, std::string value = {}) {

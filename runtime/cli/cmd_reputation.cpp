@@ -325,9 +325,7 @@ int run_reputation(int argc, char** argv) {
                              {"report", report_spec, run_report},
                              {"present", present_spec, run_present},
                              {"show", show_spec, run_show}});
-  std::fflush(stdout);
-  std::fflush(stderr);
-  ::_exit(code);  // skip the actor systems' teardown (see client_exchange.hpp)
+  exit_client(code);
 }
 
 }  // namespace cmesh::cli

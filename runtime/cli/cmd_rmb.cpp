@@ -159,9 +159,7 @@ int run_rmb(int argc, char** argv) {
   const auto& args = parsed->positional();
   if (args.size() != 1 || args[0] != "send") return usage_error(spec, "expected: cmesh rmb send ...");
   int code = run_send(spec, *parsed);
-  std::fflush(stdout);
-  std::fflush(stderr);
-  ::_exit(code);  // skip the actor systems' teardown (see client_exchange.hpp)
+  exit_client(code);
 }
 
 }  // namespace cmesh::cli
