@@ -29,6 +29,7 @@
 
 #include "actors/iam/token.hpp"
 #include "actors/ignore_unexpected.hpp"
+#include "actors/kv/kv_machine.hpp"
 #include "actors/router/router_actor.hpp"
 #include "bench/bench_util.hpp"
 #include "bench/commands.hpp"
@@ -58,10 +59,11 @@ constexpr uint32_t names = 10;
 constexpr const char* contract = "0x0b";
 
 struct run_params {
-  std::string mode;  // inproc | wire
+  std::string mode;  // inproc | batch | wire
   std::string mix = "seed";  // seed (the mix below) | read | write | resolve | publish (one kind only)
   uint32_t requests = 30000;
   uint32_t window = 1024;
+  uint32_t batch = 256;  // batch mode: requests per in-process call
   std::string dir;
 };
 
@@ -151,6 +153,7 @@ std::vector<cmtp::request> workload(uint32_t count, const std::vector<std::strin
 struct driver_params {
   std::vector<cmtp::request> requests;
   uint32_t window = 1024;
+  uint32_t batch = 1;     // inproc: >1 sends that many per router_batch_atom call
   caf::actor router;      // inproc
   caf::actor transport;   // wire
   node_id self, node;     // wire
@@ -170,9 +173,28 @@ struct driver_state {
 using driver_actor = caf::stateful_actor<driver_state>;
 
 void record(driver_actor* self, size_t index, uint16_t status);
+void finish_if_done(driver_actor* self);
+
+// Batch mode: the next up-to-`batch` requests in one in-process call; refilled when answered.
+void issue_batch(driver_actor* self) {
+  auto& st = self->state;
+  const size_t first = st.next;
+  const size_t count = std::min<size_t>(st.p.batch, st.p.requests.size() - first);
+  st.next += count;
+  const auto now = clock_type::now();
+  for (size_t i = first; i < first + count; ++i) st.sent[i] = now;
+  std::vector<cmtp::request> batch(st.p.requests.begin() + first, st.p.requests.begin() + first + count);
+  self->request(st.p.router, caf::infinite, router::router_batch_atom::value, std::move(batch))
+      .then([=](const std::vector<cmtp::response>& rs) {
+        for (size_t i = 0; i < count; ++i) record(self, first + i, rs.size() == count ? rs[i].status : 0);
+        if (self->state.next < self->state.p.requests.size()) issue_batch(self);
+        finish_if_done(self);
+      });
+}
 
 void issue(driver_actor* self) {
   auto& st = self->state;
+  if (st.p.batch > 1) return issue_batch(self);
   const size_t index = st.next++;
   st.sent[index] = clock_type::now();
   if (st.p.router) {
@@ -181,6 +203,8 @@ void issue(driver_actor* self) {
         .then([=](const bytes& answer) {
           auto r = unpack_value<cmtp::response>(answer.data(), answer.size());
           record(self, index, r ? r->status : 0);
+          if (self->state.next < self->state.p.requests.size()) issue(self);
+          finish_if_done(self);
         });
   } else {
     auto encoded = encode_message(st.p.self, index + 1, st.p.requests[index]);
@@ -194,7 +218,10 @@ void record(driver_actor* self, size_t index, uint16_t status) {
       std::chrono::duration<double, std::micro>(clock_type::now() - st.sent[index]).count());
   ++st.outcome.statuses[status];
   ++st.answered;
-  if (st.next < st.p.requests.size()) issue(self);
+}
+
+void finish_if_done(driver_actor* self) {
+  auto& st = self->state;
   if (st.answered == st.p.requests.size()) {
     st.outcome.seconds = std::chrono::duration<double>(clock_type::now() - st.started).count();
     st.p.done->set_value(std::move(st.outcome));
@@ -209,7 +236,7 @@ caf::behavior driver(driver_actor* self, driver_params params) {
   self->set_default_handler(ignore_unexpected);
   if (st.p.transport) self->send(st.p.transport, register_atom::value, services::cmtp, caf::actor{self});
   st.started = clock_type::now();
-  for (uint32_t i = 0; i < st.p.window && st.next < st.p.requests.size(); ++i) issue(self);
+  for (uint32_t i = 0; i < st.p.window && st.next < st.p.requests.size(); i += st.p.batch) issue(self);
   return {
     [=](deliver_atom, const node_id&, uint16_t service, const bytes& data) {
       if (service != services::cmtp) return;
@@ -219,6 +246,8 @@ caf::behavior driver(driver_actor* self, driver_params params) {
         return;
       auto r = decode_payload<cmtp::response>(*env);
       record(self, env->correlation - 1, r ? r->status : 0);
+      if (self->state.next < self->state.p.requests.size()) issue(self);
+      finish_if_done(self);
     },
     [=](peer_up_atom, const node_id&, const std::string&) {},
     [=](peer_down_atom, const node_id&) {},
@@ -304,6 +333,7 @@ run_outcome run_inproc(const run_params& p) {
     } else {
       base.requests = workload(p.requests, tokens, "r", p.mix);
       base.window = p.window;
+      if (p.mode == "batch") base.batch = p.batch;
       auto out = drive(system, base, std::chrono::seconds(120));
       if (out) result = std::move(*out);
       else result.error = "the run did not finish within 120 s";
@@ -311,6 +341,61 @@ run_outcome run_inproc(const run_params& p) {
     for (const auto& a : services) caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
     caf::anon_send_exit(transport, caf::exit_reason::user_shutdown);
   }
+  return result;
+}
+
+// The pure machines alone, on this thread: the router machine, with the kv state machine answering
+// its calls at once (no actors, no Raft, no storage, no bus). What the router's own logic costs per
+// request; the actor modes add messaging, the replica and the bus on top.
+run_outcome run_machine(const run_params& p) {
+  run_outcome result;
+  auto node = identity::generate();
+  auto tokens = holder_tokens(node);
+  router::machine routing(router::config{}, node.public_key, router::default_audience);
+  routing.set_serving(true);
+  kv::machine state;
+  uint64_t index = 0;
+  const auto mesh_now = [] {
+    return std::chrono::duration_cast<std::chrono::microseconds>(
+               std::chrono::system_clock::now().time_since_epoch()).count();
+  };
+  router::effects out;
+  std::vector<router::effects::kv_call> calls;
+  // Runs requests to their answers; returns the statuses.
+  auto run = [&](std::vector<cmtp::request> requests, router::request_id first, run_outcome& into) {
+    const int64_t now = mesh_now();
+    for (size_t i = 0; i < requests.size(); ++i) {
+      routing.on_request(first + i, std::move(requests[i]), now, out);
+      while (!out.calls.empty()) {
+        calls.swap(out.calls);
+        out.calls.clear();
+        for (auto& call : calls) {
+          kv::response answer;
+          const auto o = static_cast<kv::op>(call.req.operation);
+          if (o == kv::op::get || o == kv::op::name_resolve) {
+            answer = state.read(call.req);
+          } else {
+            kv::command cmd;
+            cmd.req = std::move(call.req);
+            cmd.caller.assign(call.caller.key.begin(), call.caller.key.end());
+            answer = state.apply(++index, cmd);
+            answer.index = index;
+          }
+          routing.on_kv_answer(call.id, answer, now, out);
+        }
+        calls.clear();
+      }
+      for (auto& r : out.responses) ++into.statuses[r.response.status];
+      out.clear();
+    }
+  };
+  run_outcome setup;
+  run(setup_requests(tokens), 1, setup);
+  auto requests = workload(p.requests, tokens, "m", p.mix);
+  const auto started = clock_type::now();
+  run(std::move(requests), 1'000'000, result);
+  result.seconds = std::chrono::duration<double>(clock_type::now() - started).count();
+  result.latencies_us.assign(1, result.seconds * 1e6 / p.requests);  // per request, one after another
   return result;
 }
 
@@ -369,8 +454,9 @@ cli::command_spec run_spec() {
   cli::command_spec s;
   s.name = "cmesh bench router-run";
   s.summary = "One router benchmark run (a child process of cmesh bench router).";
-  s.usage = "cmesh bench router-run --mode inproc|wire --dir DIR [--requests N] [--window W]";
-  s.options = {{"mode", "M", "inproc or wire", ""},
+  s.usage = "cmesh bench router-run --mode inproc|batch|wire --dir DIR [--requests N] [--window W] [--batch B]";
+  s.options = {{"mode", "M", "inproc, batch, wire, or machine (the pure router machine alone, one thread)", ""},
+               {"batch", "B", "batch mode: requests per in-process call", "256"},
                {"dir", "DIR", "data folder for this run", ""},
                {"requests", "N", "requests in the measured run", "30000"},
                {"window", "W", "requests in flight", "1024"},
@@ -382,17 +468,20 @@ cli::command_spec bench_spec() {
   cli::command_spec s;
   s.name = "cmesh bench router";
   s.summary = "The seed's workload: 30,000 authenticated CMTP requests at one node, in-process and over the wire.";
-  s.usage = "cmesh bench router [--requests N] [--window W] [--runs R] [--only inproc|wire] [--out DIR]";
+  s.usage = "cmesh bench router [--requests N] [--window W] [--batch B] [--runs R] [--only inproc|batch|wire] [--out DIR]";
   s.options = {{"requests", "N", "requests per run", "30000"},
                {"window", "W", "requests in flight", "1024"},
+               {"batch", "B", "batch mode: requests per in-process call", "256"},
                {"runs", "R", "runs per mode (medians are reported)", "3"},
-               {"only", "MODE", "run only inproc or wire", ""},
+               {"only", "MODE", "run only inproc, batch or wire (or machine: the pure router machine alone)", ""},
                {"mix", "M", "seed (the mix below), or one kind only: read, write, resolve, publish", "seed"},
                {"out", "DIR", "folder for router.csv", "./bench-results"}};
   s.epilog =
       "Workload: 40% state reads (0xS), 20% durable state writes (0xSW, a single-member Raft group\n"
       "synced to LMDB), 30% name resolutions (0xR through the registrar, then a read), 10% publishes\n"
       "(0xEW); 100 token holders; the audit trail (events.requests, responses, mined, confirmed) on.\n"
+      "Modes: inproc (one in-process call per request), batch (B requests per in-process call,\n"
+      "W/B calls in flight), wire (a client process over the encrypted transport).\n"
       "Target (issue 5): the 30,000 in-process in under 100 ms. Results: docs/benchmarks.md.\n";
   return s;
 }
@@ -409,15 +498,18 @@ int run_router_run(int argc, char** argv) {
   p.dir = parsed->get("dir");
   auto requests = cli::get_unsigned(*parsed, "requests", 30000, 1, 10'000'000);
   auto window = cli::get_unsigned(*parsed, "window", 1024, 1, 4096);
-  if ((p.mode != "inproc" && p.mode != "wire") || p.dir.empty() || !requests || !window)
-    return cli::usage_error(spec, "--mode inproc|wire and --dir are required; --window 1..4096");
+  auto batch = cli::get_unsigned(*parsed, "batch", 256, 1, 4096);
+  if ((p.mode != "inproc" && p.mode != "batch" && p.mode != "wire" && p.mode != "machine") || p.dir.empty() ||
+      !requests || !window || !batch)
+    return cli::usage_error(spec, "--mode inproc|batch|wire|machine and --dir are required; --window and --batch 1..4096");
   p.requests = static_cast<uint32_t>(*requests);
   p.window = static_cast<uint32_t>(*window);
+  p.batch = static_cast<uint32_t>(*batch);
   p.mix = parsed->get("mix", "seed");
   if (p.mix != "seed" && p.mix != "read" && p.mix != "write" && p.mix != "resolve" && p.mix != "publish")
     return cli::usage_error(spec, "--mix: seed, read, write, resolve or publish");
   crypto_init();
-  auto out = p.mode == "inproc" ? run_inproc(p) : run_wire(p);
+  auto out = p.mode == "wire" ? run_wire(p) : p.mode == "machine" ? run_machine(p) : run_inproc(p);
   if (!out.error.empty()) {
     std::fprintf(stderr, "cmesh bench router-run: %s\n", out.error.c_str());
     std::fflush(stderr);
@@ -445,14 +537,18 @@ int run_router_bench(int argc, char** argv) {
   auto runs = cli::get_unsigned(*parsed, "runs", 3, 1, 100);
   auto requests = cli::get_unsigned(*parsed, "requests", 30000, 1, 10'000'000);
   auto window = cli::get_unsigned(*parsed, "window", 1024, 1, 4096);
+  auto batch = cli::get_unsigned(*parsed, "batch", 256, 1, 4096);
   const std::string only = parsed->get("only");
   const std::string mix = parsed->get("mix", "seed");
-  if (!runs || !requests || !window || (!only.empty() && only != "inproc" && only != "wire"))
-    return cli::usage_error(spec, "bad --runs, --requests, --window or --only");
+  if (!runs || !requests || !window || !batch ||
+      (!only.empty() && only != "inproc" && only != "batch" && only != "wire" && only != "machine"))
+    return cli::usage_error(spec, "bad --runs, --requests, --window, --batch or --only");
   const std::string out_dir = parsed->get("out", "./bench-results");
   std::filesystem::create_directories(out_dir);
   std::vector<std::string> modes;
   if (only.empty() || only == "inproc") modes.push_back("inproc");
+  if (only.empty() || only == "batch") modes.push_back("batch");
+  if (only == "machine") modes.push_back("machine");
   if (only.empty() || only == "wire") modes.push_back("wire");
   std::vector<std::string> rows;
   int result = cli::exit_ok;
@@ -464,7 +560,7 @@ int run_router_bench(int argc, char** argv) {
       std::fprintf(stderr, "router %s run %llu/%llu ...\n", mode.c_str(), static_cast<unsigned long long>(r + 1),
                    static_cast<unsigned long long>(*runs));
       auto child = run_self({"bench", "router-run", "--mode", mode, "--dir", dir.string(), "--requests",
-                             std::to_string(*requests), "--window", std::to_string(*window), "--mix", mix});
+                             std::to_string(*requests), "--window", std::to_string(*window), "--mix", mix, "--batch", std::to_string(*batch)});
       std::error_code ec;
       std::filesystem::remove_all(dir, ec);
       if (child.exit_code != 0) {

@@ -29,6 +29,13 @@ struct request {
   MSGPACK_DEFINE(version, tx, fqmn, token, headers, body);
 };
 
+// CAF 0.17 inspection, so requests and responses travel typed between actors of one process
+// (router_batch_atom); found by ADL, needs no CAF header here.
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, request& x) {
+  return f(x.version, x.tx, x.fqmn, x.token, x.headers, x.body);
+}
+
 struct response {
   static constexpr uint16_t service_id = services::cmtp;
   static constexpr uint16_t type_id = 2;
@@ -39,5 +46,10 @@ struct response {
   bytes audit;  // 32 bytes once the request reached the audit trail (docs/router.md §5); else empty
   MSGPACK_DEFINE(status, reason, headers, body, audit);
 };
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, response& x) {
+  return f(x.status, x.reason, x.headers, x.body, x.audit);
+}
 
 }  // namespace cmesh::cmtp

@@ -34,6 +34,14 @@ std::string session_token(uint64_t seed, const cmtp_command& c, int64_t now_us) 
   return token ? *token : std::string();
 }
 
+cmtp_outcome outcome_of(cmtp_outcome o, const cmtp::response& response) {
+  o.status = response.status;
+  o.reason = response.reason;
+  o.body.assign(response.body.begin(), response.body.end());
+  o.audit.assign(response.audit.begin(), response.audit.end());
+  return o;
+}
+
 caf::behavior cmtp_client(caf::event_based_actor* self, world* shared, uint64_t seed,
                           std::vector<cmtp_command> commands, std::vector<cmtp_outcome>* outcomes) {
   using namespace std::chrono;
@@ -56,12 +64,46 @@ caf::behavior cmtp_client(caf::event_based_actor* self, world* shared, uint64_t 
         if (outcomes) outcomes->push_back(base);
         return;
       }
-      cmtp::request r;
-      r.tx = c.tx;
-      r.fqmn = c.fqmn;
-      r.token = session_token(seed, c, now_us());
-      r.body.assign(c.body.begin(), c.body.end());
-      auto packed = pack_value(r);
+      auto request_of = [&](const cmtp_command& cmd) {
+        cmtp::request r;
+        r.tx = cmd.tx;
+        r.fqmn = cmd.fqmn;
+        r.token = session_token(seed, cmd, now_us());
+        r.body.assign(cmd.body.begin(), cmd.body.end());
+        return r;
+      };
+      if (c.batched) {
+        // The group's first command sends the whole group; the others were sent with it.
+        std::vector<uint64_t> group;
+        for (size_t i = 0; i < commands.size(); ++i)
+          if (commands[i].batched && commands[i].at_us == c.at_us && commands[i].node == c.node) group.push_back(i);
+        if (group.front() != index) return;
+        std::vector<cmtp::request> requests;
+        for (auto i : group) requests.push_back(request_of(commands[i]));
+        self->request(*router, seconds(60), router::router_batch_atom::value, std::move(requests))
+            .then(
+                [=](const std::vector<cmtp::response>& responses) {
+                  for (size_t k = 0; k < group.size(); ++k) {
+                    auto o = base;
+                    o.command_index = group[k];
+                    o.at_us = now_us();
+                    if (k < responses.size()) o = outcome_of(std::move(o), responses[k]);
+                    else o.reason = "batch answered with too few responses";
+                    if (outcomes) outcomes->push_back(std::move(o));
+                  }
+                },
+                [=](caf::error&) {
+                  for (auto i : group) {
+                    auto o = base;
+                    o.command_index = i;
+                    o.at_us = now_us();
+                    o.reason = "no answer (router down)";
+                    if (outcomes) outcomes->push_back(std::move(o));
+                  }
+                });
+        return;
+      }
+      auto packed = pack_value(request_of(c));
       if (!packed) return;
       self->request(*router, seconds(60), router::router_call_atom::value, std::move(*packed))
           .then(
@@ -69,14 +111,8 @@ caf::behavior cmtp_client(caf::event_based_actor* self, world* shared, uint64_t 
                 auto o = base;
                 o.at_us = now_us();
                 auto response = unpack_value<cmtp::response>(answer.data(), answer.size());
-                if (response) {
-                  o.status = response->status;
-                  o.reason = response->reason;
-                  o.body.assign(response->body.begin(), response->body.end());
-                  o.audit.assign(response->audit.begin(), response->audit.end());
-                } else {
-                  o.reason = "unreadable response";
-                }
+                if (response) o = outcome_of(std::move(o), *response);
+                else o.reason = "unreadable response";
                 if (outcomes) outcomes->push_back(std::move(o));
               },
               [=](caf::error&) {

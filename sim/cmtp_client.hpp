@@ -29,6 +29,9 @@ struct cmtp_command {
   std::string fqmn;
   std::string body;
   std::string scope = "state.read state.write events.publish names.resolve names.register proxy";
+  // Sent in one in-process batch call (router_batch_atom) with every other batched command of the
+  // same at_us and node, in command order.
+  bool batched = false;
 };
 
 struct cmtp_outcome {

@@ -244,8 +244,7 @@ outcome<session_claims> authenticate_session_token(std::string_view token,
   return claims_from_json(*payload);
 }
 
-outcome<session_claims> check_session_claims(const session_claims& claims,
-                                             const token_check& check) {
+std::optional<iam_error> claims_refusal(const session_claims& claims, const token_check& check) {
   const int64_t skew = check.clock_skew_s;
   if (check.now_s >= saturating_add(claims.expires_at_s, skew))
     return refuse(error_kind::expired, "token expired at " + std::to_string(claims.expires_at_s) +
@@ -264,6 +263,7 @@ outcome<session_claims> check_session_claims(const session_claims& claims,
                   "token is for \"" + claims.audience + "\", not \"" + check.audience + "\"");
   if (check.is_revoked && check.is_revoked(claims.token_id))
     return refuse(error_kind::revoked, "token " + claims.token_id + " has been revoked");
+  if (check.required_scope.empty()) return std::nullopt;
   auto required = parse_scope(check.required_scope);
   if (!required)  // a configuration mistake on our side: refuse rather than allow
     return refuse(error_kind::insufficient_scope,
@@ -272,6 +272,12 @@ outcome<session_claims> check_session_claims(const session_claims& claims,
     return refuse(error_kind::insufficient_scope,
                   "token scope \"" + join_scope(claims.scopes) + "\" does not cover \"" +
                       check.required_scope + "\"");
+  return std::nullopt;
+}
+
+outcome<session_claims> check_session_claims(const session_claims& claims,
+                                             const token_check& check) {
+  if (auto refused = claims_refusal(claims, check)) return std::move(*refused);
   return claims;
 }
 
@@ -286,27 +292,41 @@ verified_token_cache::verified_token_cache(size_t entries_max)
 
 outcome<session_claims> verified_token_cache::verify(std::string_view token,
                                                      const token_check& check) {
-  if (token.empty() || token.size() > session_token_chars_max)
-    return verify_session_token(token, check);
+  auto shared = verify_shared(token, check);
+  if (!shared) return shared.err();
+  return **shared;
+}
+
+outcome<shared_claims> verified_token_cache::verify_shared(std::string_view token,
+                                                           const token_check& check) {
+  auto checked = [&](shared_claims claims) -> outcome<shared_claims> {
+    if (auto refused = claims_refusal(*claims, check)) return std::move(*refused);
+    return claims;
+  };
+  if (token.empty() || token.size() > session_token_chars_max) {
+    auto authentic = authenticate_session_token(token, check.issuer_key);
+    if (!authentic) return authentic.err();
+    return checked(std::make_shared<const session_claims>(std::move(*authentic)));
+  }
   const uint64_t key = std::hash<std::string_view>{}(token);
   if (const entry* cached = cache_.peek(key);
       cached != nullptr && cached->issuer_key == check.issuer_key && cached->token == token) {
     ++hits_;
-    return check_session_claims(cache_.get(key)->claims, check);
+    return checked(cache_.get(key)->claims);
   }
   ++misses_;
   auto authentic = authenticate_session_token(token, check.issuer_key);
-  if (!authentic) return authentic;
-  if (check.now_s < saturating_add(authentic->expires_at_s, check.clock_skew_s))
-    cache_.put(key, entry{std::string(token), check.issuer_key, *authentic},
-               entry_bytes(*authentic) + token.size());
-  return check_session_claims(*authentic, check);
+  if (!authentic) return authentic.err();
+  auto claims = std::make_shared<const session_claims>(std::move(*authentic));
+  if (check.now_s < saturating_add(claims->expires_at_s, check.clock_skew_s))
+    cache_.put(key, entry{std::string(token), check.issuer_key, claims}, entry_bytes(*claims) + token.size());
+  return checked(std::move(claims));
 }
 
 size_t verified_token_cache::forget_token_id(std::string_view token_id) {
   std::vector<uint64_t> doomed;
   for (const auto& cached : cache_)
-    if (cached.value.claims.token_id == token_id) doomed.push_back(cached.key);
+    if (cached.value.claims->token_id == token_id) doomed.push_back(cached.key);
   for (const auto& key : doomed) cache_.erase(key);
   return doomed.size();
 }

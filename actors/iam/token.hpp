@@ -23,6 +23,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -191,6 +192,11 @@ outcome<session_claims> authenticate_session_token(std::string_view token,
 // Steps 8-12 on claims that passed authenticate_session_token.
 outcome<session_claims> check_session_claims(const session_claims& claims,
                                              const token_check& check);
+// The same steps without copying the claims: the refusal, or nullopt when they pass.
+std::optional<iam_error> claims_refusal(const session_claims& claims, const token_check& check);
+
+// Claims shared with the verified-token cache (a hit copies a pointer, not the claims' strings).
+using shared_claims = std::shared_ptr<const session_claims>;
 
 // ---- verified-token cache -----------------------------------------------------------------------
 // Remembers tokens that passed steps 1-7 so a repeated check skips base64, JSON and the signature
@@ -209,6 +215,8 @@ public:
 
   // verify_session_token, through the cache.
   outcome<session_claims> verify(std::string_view token, const token_check& check);
+  // The same; the claims are shared with the cache (what a hot path such as the router wants).
+  outcome<shared_claims> verify_shared(std::string_view token, const token_check& check);
   // Drops every cached token with this jti (after revoking it). Returns how many.
   size_t forget_token_id(std::string_view token_id);
   void clear() { cache_.clear(); }
@@ -224,7 +232,7 @@ private:
   struct entry {
     std::string token;
     node_id issuer_key;
-    session_claims claims;
+    shared_claims claims;
   };
   lru_cache<uint64_t, entry> cache_;
   uint64_t hits_ = 0;

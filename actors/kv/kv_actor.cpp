@@ -1,5 +1,6 @@
 #include "actors/kv/kv_actor.hpp"
 
+#include <algorithm>
 #include <chrono>
 
 #include <caf/all.hpp>
@@ -22,16 +23,27 @@ namespace {
 
 using flush_atom = caf::atom_constant<caf::atom("flush")>;
 using forward_timeout_atom = caf::atom_constant<caf::atom("fwd_tmo")>;
+using outbox_atom = caf::atom_constant<caf::atom("kv_outbox")>;
 
 constexpr std::string_view service_name = "kv";
 
 // Where an answer goes: a remote client (envelope with its correlation), a local requester
-// (response promise), or a follower that forwarded the request (also remote).
+// (response promise, or a batch caller: `batch` and the request's tag), or a follower that
+// forwarded the request (also remote).
 struct replier {
   bool local = false;
   node_id to;
   uint64_t correlation = 0;
   caf::response_promise promise;
+  caf::actor batch;  // local batch caller (kv_batch_atom): answered through the outbox
+  uint64_t tag = 0;
+};
+
+// Answers for one batch caller, sent in one kv_answers message when the outbox is flushed.
+struct outbox_entry {
+  caf::actor to;
+  std::vector<uint64_t> tags;
+  std::vector<response> answers;
 };
 
 struct pending_write {
@@ -64,6 +76,8 @@ struct replica_state {
   std::map<uint64_t, pending_read> reads;
   uint64_t next_read_id = 1;
   std::map<uint64_t, replier> forwards;
+  std::vector<outbox_entry> outbox;  // batch callers' answers not yet sent
+  bool outbox_scheduled = false;
   uint64_t next_forward_id = 1;
   int64_t armed_at = 0;
   bool stopped = false;
@@ -107,6 +121,18 @@ response unavailable(replica_actor* self, std::string reason) {
 
 void reply(replica_actor* self, replier& who, const response& r) {
   auto& st = self->state;
+  if (who.batch) {
+    auto entry = std::find_if(st.outbox.begin(), st.outbox.end(),
+                              [&](const outbox_entry& e) { return e.to == who.batch; });
+    if (entry == st.outbox.end()) entry = st.outbox.insert(st.outbox.end(), outbox_entry{who.batch, {}, {}});
+    entry->tags.push_back(who.tag);
+    entry->answers.push_back(r);
+    if (!st.outbox_scheduled) {
+      st.outbox_scheduled = true;
+      self->send(self, outbox_atom::value);
+    }
+    return;
+  }
   if (who.local) {
     auto packed = pack_value(r);
     if (packed) who.promise.deliver(std::move(*packed));
@@ -513,6 +539,29 @@ caf::behavior replica(replica_actor* self, caf::actor transport, replica_context
         handle_request(self, std::move(*req), caller, std::move(who));
       }
       return promise;
+    },
+    [=](kv_batch_atom, std::vector<request>& requests, const std::vector<node_id>& callers,
+        const std::vector<uint64_t>& tags) {
+      auto sender = caf::actor_cast<caf::actor>(self->current_sender());
+      if (!sender || requests.size() != callers.size() || requests.size() != tags.size()) {
+        ++self->state.malformed;
+        report(self, "malformed", node_id{}, "kv batch with mismatched lengths or no sender");
+        return;
+      }
+      for (size_t i = 0; i < requests.size(); ++i) {
+        replier who;
+        who.local = true;
+        who.batch = sender;
+        who.tag = tags[i];
+        requests[i].forwarded = false;
+        handle_request(self, std::move(requests[i]), callers[i], std::move(who));
+      }
+    },
+    [=](outbox_atom) {
+      auto& s = self->state;
+      s.outbox_scheduled = false;
+      for (auto& e : s.outbox) self->send(e.to, kv_answers_atom::value, std::move(e.tags), std::move(e.answers));
+      s.outbox.clear();
     },
     [=](raft_admin_atom, uint8_t change, const node_id& who) -> std::string {
       auto& s = self->state;

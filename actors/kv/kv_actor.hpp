@@ -5,7 +5,13 @@
 // Clients reach it two ways, both answered with a kv::response:
 //   over the transport: envelope kv::request (service kv) from the client's node; the caller is the
 //     authenticated sender of the connection, never a claim in the request;
-//   in-process:         (kv_request_atom, bytes request, node_id caller) -> bytes response.
+//   in-process:         (kv_request_atom, bytes request, node_id caller) -> bytes response;
+//                       or many at once, typed: (kv_batch_atom, std::vector<kv::request>,
+//                       std::vector<node_id> callers, std::vector<uint64_t> tags), no reply; the
+//                       answers go back to the sender as (kv_answers_atom, std::vector<uint64_t>
+//                       tags, std::vector<kv::response>) as they are ready, gathered: the
+//                       answers given while one message is handled leave together (reads served
+//                       by one flush, writes of one commit).
 // A follower forwards a client request once to the leader it knows and relays the answer; with
 // no known leader it answers 503 naming whatever leader it last heard of.
 #pragma once
@@ -36,6 +42,8 @@ class observer;
 namespace cmesh::kv {
 
 using kv_request_atom = caf::atom_constant<caf::atom("kv_req")>;
+using kv_batch_atom = caf::atom_constant<caf::atom("kv_batch")>;
+using kv_answers_atom = caf::atom_constant<caf::atom("kv_answers")>;
 // (raft_admin_atom, uint8_t raft::membership_change, node_id who) -> std::string ("" = accepted)
 using raft_admin_atom = caf::atom_constant<caf::atom("raft_admin")>;
 // (transfer_atom, node_id to) -> std::string ("" = started)

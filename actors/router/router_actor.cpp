@@ -23,12 +23,22 @@ namespace {
 
 constexpr std::string_view service_name = "router";
 
-// Who waits for a response: a peer over the transport, or an in-process caller.
+// Who waits for a response: a peer over the transport, or an in-process caller (one call, or
+// slot `slot` of batch `batch`).
 struct requester {
   node_id peer;
   uint64_t correlation = 0;
   caf::typed_response_promise<bytes> promise;  // valid for in-process callers
   bool in_process = false;
+  uint64_t batch = 0;  // nonzero: a slot of an in-process batch call
+  size_t slot = 0;
+};
+
+// An in-process batch call (router_batch_atom): answered once every request in it is.
+struct batch_call {
+  caf::typed_response_promise<std::vector<cmtp::response>> promise;
+  std::vector<cmtp::response> answers;
+  size_t remaining = 0;
 };
 
 struct router_state {
@@ -39,6 +49,8 @@ struct router_state {
   caf::actor bus;
   std::unique_ptr<machine> routing;
   std::map<request_id, requester> waiting;
+  std::map<uint64_t, batch_call> batches;
+  uint64_t next_batch = 1;
   std::map<uint64_t, request_id> proxied;  // correlation of a request sent to another router -> ours
   uint64_t next_correlation = 1;
   request_id next_id = 1;
@@ -75,28 +87,33 @@ void arm_timer(router_actor* self) {
                      tick_atom::value);
 }
 
-void on_kv_bytes(router_actor* self, request_id id, const bytes& packed);
-
 void carry_out(router_actor* self, effects& out) {
   auto& st = self->state;
-  for (auto& call : out.calls) {
-    const request_id id = call.id;
-    if (!st.kv) {
-      kv::response unavailable;
-      unavailable.status = 503;
-      unavailable.reason = "no state service (kv replica) on this node";
-      effects more;
-      st.routing->on_kv_answer(id, unavailable, mesh_us(self), more);
-      carry_out(self, more);
-      continue;
+  if (!out.calls.empty() && !st.kv) {
+    std::vector<request_id> ids;
+    for (const auto& call : out.calls) ids.push_back(call.id);
+    out.calls.clear();
+    kv::response unavailable;
+    unavailable.status = 503;
+    unavailable.reason = "no state service (kv replica) on this node";
+    effects more;
+    for (auto id : ids) st.routing->on_kv_answer(id, unavailable, mesh_us(self), more);
+    carry_out(self, more);
+  } else if (!out.calls.empty()) {
+    // One message for all of this step's kv calls; the replica answers them in kv_answers
+    // messages as they are ready. If it is gone (node shutting down), the deadlines answer 408.
+    std::vector<kv::request> requests;
+    std::vector<node_id> callers;
+    std::vector<uint64_t> tags;
+    requests.reserve(out.calls.size());
+    callers.reserve(out.calls.size());
+    tags.reserve(out.calls.size());
+    for (auto& call : out.calls) {
+      requests.push_back(std::move(call.req));
+      callers.push_back(call.caller);
+      tags.push_back(call.id);
     }
-    auto packed = pack_value(call.req);
-    if (!packed) continue;  // a request the router built: cannot fail
-    self->request(st.kv, caf::infinite, kv::kv_request_atom::value, std::move(*packed), call.caller)
-        .then([=](const bytes& answer) { on_kv_bytes(self, id, answer); },
-              [=](caf::error&) {
-                // The replica is gone (node shutting down): the call's deadline answers 408.
-              });
+    self->send(st.kv, kv::kv_batch_atom::value, std::move(requests), std::move(callers), std::move(tags));
   }
   for (auto& q : out.bus_requests) {
     const request_id id = q.id;
@@ -164,6 +181,16 @@ void carry_out(router_actor* self, effects& out) {
     requester who = std::move(it->second);
     st.waiting.erase(it);
     record(self, "answered", who.peer, std::to_string(r.response.status) + " " + r.response.reason, r.response.status);
+    if (who.batch != 0) {
+      auto b = st.batches.find(who.batch);
+      if (b == st.batches.end()) continue;
+      b->second.answers[who.slot] = std::move(r.response);
+      if (--b->second.remaining == 0) {
+        b->second.promise.deliver(std::move(b->second.answers));
+        st.batches.erase(b);
+      }
+      continue;
+    }
     if (who.in_process) {
       auto packed = pack_value(r.response);
       if (packed) who.promise.deliver(std::move(*packed));
@@ -176,17 +203,17 @@ void carry_out(router_actor* self, effects& out) {
   arm_timer(self);
 }
 
-void on_kv_bytes(router_actor* self, request_id id, const bytes& packed) {
+// The replica's answers to kv calls (one kv_answers message: several calls).
+void on_kv_answers(router_actor* self, const std::vector<uint64_t>& ids, const std::vector<kv::response>& answers) {
   auto& st = self->state;
-  auto answer = unpack_value<kv::response>(packed.data(), packed.size());
-  kv::response r;
-  if (answer) r = std::move(*answer);
-  else {
-    r.status = 500;
-    r.reason = "unreadable kv answer: " + answer.err().describe();
+  if (ids.size() != answers.size()) {
+    ++st.malformed;
+    record(self, "malformed", node_id{}, "kv answers with mismatched lengths", 0);
+    return;
   }
   effects out;
-  st.routing->on_kv_answer(id, r, mesh_us(self), out);
+  const int64_t now = mesh_us(self);
+  for (size_t i = 0; i < ids.size(); ++i) st.routing->on_kv_answer(ids[i], answers[i], now, out);
   carry_out(self, out);
 }
 
@@ -242,6 +269,32 @@ void start(router_actor* self, requester who, cmtp::request req) {
   effects out;
   st.routing->on_request(id, std::move(req), mesh_us(self), out);
   carry_out(self, out);
+}
+
+// An in-process batch: every request goes through the machine, then the effects of all of them
+// are carried out together (one kv message, one bus message).
+caf::result<std::vector<cmtp::response>> start_batch(router_actor* self, std::vector<cmtp::request>& reqs) {
+  auto& st = self->state;
+  if (reqs.empty()) return std::vector<cmtp::response>{};
+  const uint64_t batch = st.next_batch++;
+  auto& call = st.batches[batch];
+  call.promise = self->make_response_promise<std::vector<cmtp::response>>();
+  call.answers.resize(reqs.size());
+  call.remaining = reqs.size();
+  auto promise = call.promise;
+  effects out;
+  const int64_t now = mesh_us(self);
+  for (size_t i = 0; i < reqs.size(); ++i) {
+    const request_id id = st.next_id++;
+    requester who;
+    who.in_process = true;
+    who.batch = batch;
+    who.slot = i;
+    st.waiting.emplace(id, std::move(who));
+    st.routing->on_request(id, std::move(reqs[i]), now, out);
+  }
+  carry_out(self, out);
+  return promise;
 }
 
 void on_envelope(router_actor* self, const node_id& from, const bytes& data) {
@@ -318,6 +371,12 @@ caf::behavior run(router_actor* self, caf::actor transport, caf::actor kv, caf::
       auto promise = who.promise;
       start(self, std::move(who), std::move(*req));
       return promise;
+    },
+    [=](router_batch_atom, std::vector<cmtp::request>& reqs) -> caf::result<std::vector<cmtp::response>> {
+      return start_batch(self, reqs);
+    },
+    [=](kv::kv_answers_atom, const std::vector<uint64_t>& ids, const std::vector<kv::response>& answers) {
+      on_kv_answers(self, ids, answers);
     },
     [=](iam::iam_revoked_atom, const node_id& issuer, const std::string& token_id, int64_t expires_at_s) {
       self->state.routing->revoke(issuer, token_id, expires_at_s);

@@ -4,7 +4,8 @@
 //   over the transport: envelope cmtp::request (type 1) from any authenticated peer (a client);
 //     answered with a cmtp::response (type 2) carrying the request envelope's correlation.
 //   in-process:         (router_call_atom, bytes packed cmtp::request) -> bytes packed response
-//     (the simulator's clients and the in-process benchmark).
+//     (the simulator's clients and the in-process benchmark), or (router_batch_atom, requests)
+//     -> responses for many at once, typed.
 //
 // Start: the router authenticates its own identity before it serves (seed 000). It runs the IAM
 // handshake in process with the node's IAM actor (iam_challenge_atom, then iam_redeem_atom with
@@ -17,8 +18,9 @@
 // correlation) answers the client. The remote router accepts the token when it trusts this node's
 // IAM (trusted_issuers: in real mode the Raft group's members).
 //
-// Dispatch: kv calls go to the node's kv replica in process ((kv_request_atom, bytes, caller), so
-// the registrar's owner is the token's subject, never the transport peer); publishes, the audit
+// Dispatch: kv calls go to the node's kv replica in process, all of one step in one message
+// ((kv_batch_atom, requests, callers, tags), answered by kv_answers; the caller is the token's
+// subject, so the registrar's owner is never the transport peer); publishes, the audit
 // trail included, go to the node's events bus ((events_pub_atom, ...)). Without a kv replica on
 // this node a state or name request is answered 503. Revocations come from the node's IAM actor
 // (when given): the router subscribes and keeps its own revoked set, so tokens are checked
@@ -51,6 +53,10 @@ class event_sink;
 namespace cmesh::router {
 
 using router_call_atom = caf::atom_constant<caf::atom("rt_call")>;
+// (router_batch_atom, std::vector<cmtp::request>) -> std::vector<cmtp::response>, in the same
+// order, typed (one process): many in-process requests in one call, answered once all are (their
+// kv calls and audit records travel in one message per step, not per request).
+using router_batch_atom = caf::atom_constant<caf::atom("rt_batch")>;
 
 struct actor_context {
   node_id self;

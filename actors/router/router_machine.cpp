@@ -19,31 +19,55 @@ constexpr std::string_view audit_domain = "cmesh-audit-v1";
 // Bytes one rate bucket costs in the LRU (key, value, list and index overhead).
 constexpr size_t bucket_bytes = 128;
 
-hash32 blake2b(const uint8_t* data, size_t size) {
-  crypto_init();
-  static const uint8_t empty = 0;
-  hash32 out{};
-  const int rc = crypto_generichash(out.data(), out.size(), size == 0 ? &empty : data, size, nullptr, 0);
-  assert(rc == 0);
-  (void)rc;
+template <class T>
+bytes packed(const T& value) {
+  bytes out;
+  out.reserve(160);
+  codec_detail::bytes_writer writer{out};
+  msgpack::pack(writer, value);
   return out;
 }
 
-template <class T>
-bytes packed(const T& value) {
-  msgpack::sbuffer buffer;
-  msgpack::pack(buffer, value);
-  return bytes(buffer.data(), buffer.data() + buffer.size());
-}
+// A msgpack stream into BLAKE2b-256: hashes an encoding without building it.
+class blake2b_writer {
+public:
+  blake2b_writer() {
+    crypto_init();
+    crypto_generichash_init(&state_, nullptr, 0, 32);
+  }
+  void write(const char* data, size_t size) {
+    crypto_generichash_update(&state_, reinterpret_cast<const uint8_t*>(data), size);
+  }
+  hash32 final() {
+    hash32 out{};
+    crypto_generichash_final(&state_, out.data(), out.size());
+    return out;
+  }
 
-bytes to_bytes(const hash32& h) { return bytes(h.begin(), h.end()); }
+private:
+  crypto_generichash_state state_;
+};
 
-struct response_fields {
+// The audit records as packed: the same maps as audit_request/response/mined/confirmed (same
+// keys, same order; a 32-byte array packs as bin like the structs' bytes), built from views.
+struct audit_request_view {
+  std::string_view tx;
+  std::string_view sub;
+  std::string_view fqmn;
+  hash32 request_hash;
+  MSGPACK_DEFINE_MAP(tx, sub, fqmn, request_hash);
+};
+struct audit_response_view {
+  std::string_view tx;
   uint16_t status = 0;
-  std::string reason;
-  std::map<std::string, std::string> headers;
-  bytes body;
-  MSGPACK_DEFINE(status, reason, headers, body);
+  hash32 response_hash;
+  MSGPACK_DEFINE_MAP(tx, status, response_hash);
+};
+struct audit_mined_view {
+  std::string_view tx;
+  hash32 request_hash;
+  hash32 response_hash;
+  MSGPACK_DEFINE_MAP(tx, request_hash, response_hash);
 };
 
 // The trailing JSON argument as written ("" without one): the value of a write with no body.
@@ -111,22 +135,32 @@ hash32 request_hash(const cmtp::request& r) {
     copy.token.clear();
     return request_hash(copy);
   }
-  const bytes b = packed(r);
-  return blake2b(b.data(), b.size());
+  blake2b_writer hasher;
+  msgpack::pack(hasher, r);
+  return hasher.final();
 }
 
 hash32 response_hash(const cmtp::response& r) {
-  const bytes b = packed(response_fields{r.status, r.reason, r.headers, r.body});
-  return blake2b(b.data(), b.size());
+  // The msgpack array [status, reason, headers, body], hashed as it is packed.
+  blake2b_writer hasher;
+  msgpack::packer<blake2b_writer> packer(hasher);
+  packer.pack_array(4);
+  packer.pack(r.status);
+  packer.pack(r.reason);
+  packer.pack(r.headers);
+  packer.pack(r.body);
+  return hasher.final();
 }
 
 hash32 audit_hash(std::string_view tx, const hash32& request, const hash32& response) {
-  bytes input(audit_domain.begin(), audit_domain.end());
-  input.push_back(0);
-  input.insert(input.end(), tx.begin(), tx.end());
-  input.insert(input.end(), request.begin(), request.end());
-  input.insert(input.end(), response.begin(), response.end());
-  return blake2b(input.data(), input.size());
+  blake2b_writer hasher;
+  const char zero = 0;
+  hasher.write(audit_domain.data(), audit_domain.size());
+  hasher.write(&zero, 1);
+  hasher.write(tx.data(), tx.size());
+  hasher.write(reinterpret_cast<const char*>(request.data()), request.size());
+  hasher.write(reinterpret_cast<const char*>(response.data()), response.size());
+  return hasher.final();
 }
 
 std::string state_key(const fqmn& x) {
@@ -228,17 +262,18 @@ void machine::on_request(request_id id, cmtp::request req, int64_t now_us, effec
     auto of_issuer = revoked_.find(check.issuer_key);
     return of_issuer != revoked_.end() && of_issuer->second.find(jti) != of_issuer->second.end();
   };
-  auto claims = tokens_.verify(req.token, check);
+  auto claims = tokens_.verify_shared(req.token, check);
   if (!claims && claims.kind() == iam::error_kind::wrong_issuer)  // another node's IAM (0xP)?
     if (auto other = trusted_issuer_of(req.token, trusted_)) {
       check.issuer_key = *other;
-      claims = tokens_.verify(req.token, check);
+      claims = tokens_.verify_shared(req.token, check);
     }
   if (!claims) return refuse(id, 401, claims.err().describe(), out);
+  const iam::session_claims& session = **claims;
   // 3. Rate (the bucket also remembers the subject's key, decoded once).
   int64_t retry_ms = 0;
   node_id caller;
-  switch (take_token(claims->subject, now_us, retry_ms, caller)) {
+  switch (take_token(session.subject, now_us, retry_ms, caller)) {
     case rate_verdict::ok: break;
     case rate_verdict::bad_subject: return refuse(id, 401, "malformed: token subject is not a did:key", out);
     case rate_verdict::limited:
@@ -246,28 +281,27 @@ void machine::on_request(request_id id, cmtp::request req, int64_t now_us, effec
       return refuse(id, 429, "rate limited: retry after " + std::to_string(retry_ms) + " ms", out);
   }
   // 4. Duplicate tx.
-  if (in_flight_.count({claims->subject, req.tx}))
+  if (in_flight_.count({caller, req.tx}))
     return refuse(id, 409, "tx " + req.tx + " is already in flight for this identity", out);
   // 5. Parse.
   fqmn_error problem;
   auto parsed = parse_fqmn(req.fqmn, &problem);
   if (!parsed) return refuse(id, 400, "bad FQMN: " + problem.describe(), out);
   // 6. Scope.
-  const std::vector<std::string> needed = {std::string(required_scope(*parsed))};
-  if (!iam::covers(claims->scopes, needed))
-    return refuse(id, 403, "insufficient_scope: " + req.fqmn.substr(0, 64) + " needs scope " + needed[0], out);
+  const std::string_view needed = required_scope(*parsed);
+  if (std::find(session.scopes.begin(), session.scopes.end(), needed) == session.scopes.end())
+    return refuse(id, 403, "insufficient_scope: " + req.fqmn.substr(0, 64) + " needs scope " + std::string(needed), out);
   // 7. Audit opens.
   pending_request p;
   p.token = std::move(req.token);
   req.token.clear();
   p.request_hash = request_hash(req);
-  p.sub = claims->subject;
+  p.claims = std::move(*claims);
   p.caller = caller;
-  p.scopes = claims->scopes;
   p.current = std::move(*parsed);
   p.req = std::move(req);
-  publish("events.requests", audit_request{p.req.tx, p.sub, p.req.fqmn, to_bytes(p.request_hash)}, out);
-  in_flight_.insert({p.sub, p.req.tx});
+  publish("events.requests", audit_request_view{p.req.tx, p.claims->subject, p.req.fqmn, p.request_hash}, out);
+  in_flight_.insert({p.caller, p.req.tx});
   auto& stored = pending_.emplace(id, std::move(p)).first->second;
   dispatch(id, stored, now_us, out);
 }
@@ -394,10 +428,11 @@ void machine::dispatch(request_id id, pending_request& p, int64_t now_us, effect
     }
     case opcode::proxy: {
       const fqmn& target = *x.target;
-      const std::vector<std::string> needed = {std::string(required_scope(target))};
-      if (!iam::covers(p.scopes, needed)) {
+      const std::string_view needed = required_scope(target);
+      if (!granted(p, needed)) {
         r.status = 403;
-        r.reason = "insufficient_scope: the proxied " + to_string(target).substr(0, 64) + " needs scope " + needed[0];
+        r.reason = "insufficient_scope: the proxied " + to_string(target).substr(0, 64) + " needs scope " +
+                   std::string(needed);
         return finish(id, std::move(r), out);
       }
       if (x.router_key == issuer_key_) {  // ourselves: dispatch the target here
@@ -473,11 +508,11 @@ void machine::on_kv_answer(request_id id, const kv::response& answer, int64_t no
       r.reason = "registrar holds a bad target for " + p.names.back() + ": " + problem.describe();
       return finish(id, std::move(r), out);
     }
-    const std::vector<std::string> needed = {std::string(required_scope(*target))};
-    if (!iam::covers(p.scopes, needed)) {
+    const std::string_view needed = required_scope(*target);
+    if (!granted(p, needed)) {
       r.status = 403;
       r.reason = "insufficient_scope: " + p.names.back() + " resolves to " + answer.value.substr(0, 64) +
-                 ", which needs scope " + needed[0];
+                 ", which needs scope " + std::string(needed);
       return finish(id, std::move(r), out);
     }
     p.current = std::move(*target);
@@ -512,16 +547,22 @@ void machine::finish(request_id id, cmtp::response response, effects& out, uint6
   assert(it != pending_.end());
   pending_request& p = it->second;
   const hash32 answered = response_hash(response);
-  response.audit = to_bytes(audit_hash(p.req.tx, p.request_hash, answered));
+  const hash32 audit = audit_hash(p.req.tx, p.request_hash, answered);
+  response.audit.assign(audit.begin(), audit.end());
   const std::string& tx = p.req.tx;
-  publish("events.responses." + tx, audit_response{tx, response.status, to_bytes(answered)}, out);
-  publish("events.mined." + tx, audit_mined{tx, to_bytes(p.request_hash), to_bytes(answered)}, out);
+  publish("events.responses." + tx, audit_response_view{tx, response.status, answered}, out);
+  publish("events.mined." + tx, audit_mined_view{tx, p.request_hash, answered}, out);
   if (committed_index > 0) publish("events.confirmed." + tx, audit_confirmed{tx, committed_index}, out);
   ++stats_.answered;
   ++stats_.by_status[response.status];
   out.responses.push_back({id, std::move(response)});
-  in_flight_.erase({p.sub, p.req.tx});
+  in_flight_.erase({p.caller, p.req.tx});
   pending_.erase(it);
+}
+
+bool machine::granted(const pending_request& p, std::string_view scope) {
+  const auto& scopes = p.claims->scopes;
+  return std::find(scopes.begin(), scopes.end(), scope) != scopes.end();
 }
 
 template <class T>

@@ -209,9 +209,8 @@ private:
   struct pending_request {
     cmtp::request req;             // token cleared
     std::string token;             // kept only to forward the request (0xP)
-    std::string sub;
-    node_id caller;
-    std::vector<std::string> scopes;
+    iam::shared_claims claims;     // the token's (shared with the verified-token cache)
+    node_id caller;                // the subject's key
     fqmn current;                  // what is being dispatched now (the target after a resolve)
     std::vector<std::string> names;  // followed so far (0xR), in order
     bool resolving = false;        // the outstanding call is a name_resolve
@@ -235,6 +234,8 @@ private:
   void finish(request_id id, cmtp::response response, effects& out, uint64_t committed_index = 0);
   template <class T>
   void publish(std::string subject, const T& record, effects& out);
+  // Whether the request's token grants `scope`.
+  static bool granted(const pending_request& p, std::string_view scope);
 
   config config_;
   bool serving_ = false;
@@ -247,7 +248,7 @@ private:
   size_t revoked_count_ = 0;
   lru_cache<std::string, bucket> buckets_;
   std::map<request_id, pending_request> pending_;
-  std::set<std::pair<std::string, std::string>> in_flight_;  // (sub, tx)
+  std::set<std::pair<node_id, std::string>> in_flight_;  // (caller, tx)
   std::multimap<int64_t, request_id> deadlines_;
   stats stats_;
 };

@@ -64,7 +64,8 @@ std::string raw_token(const std::string& payload, const identity& key,
 }
 
 // The refusal kind; a success fails the test (instead of tripping outcome's assertion).
-error_kind kind_of(const outcome<session_claims>& checked) {
+template <class T>
+error_kind kind_of(const outcome<T>& checked) {
   REQUIRE(!checked.ok());
   return checked.kind();
 }
@@ -365,4 +366,26 @@ TEST_CASE("iam token cache: failures and expired tokens are not stored; LRU boun
   CHECK(cache.hits() == hits + 1);
   REQUIRE(cache.verify(tokens[0], f.check()).ok());  // evicted: verified again
   CHECK(cache.hits() == hits + 1);
+}
+
+TEST_CASE("iam token cache: verify_shared hands out the cached claims themselves and refuses as verify does") {
+  fixture f;
+  verified_token_cache cache(8);
+  const std::string token = f.token(f.claims());
+  auto first = cache.verify_shared(token, f.check());
+  REQUIRE(first.ok());
+  auto second = cache.verify_shared(token, f.check(t0 + 20));
+  REQUIRE(second.ok());
+  CHECK(first->get() == second->get());  // one copy of the claims, shared with the cache
+  CHECK(**second == *cache.verify(token, f.check(t0 + 20)));
+  CHECK(cache.hits() == 2);
+  CHECK(kind_of(cache.verify_shared(token, f.check(t0 + 3600 + 30))) == error_kind::expired);
+  token_check revoked = f.check();
+  revoked.is_revoked = [](std::string_view id) { return id == "tok-1"; };
+  CHECK(kind_of(cache.verify_shared(token, revoked)) == error_kind::revoked);
+  std::string tampered = token;
+  char& c = tampered[tampered.size() - 3];
+  c = c == 'A' ? 'B' : 'A';
+  CHECK(kind_of(cache.verify_shared(tampered, f.check())) == error_kind::bad_signature);
+  CHECK(kind_of(cache.verify_shared("", f.check())) == error_kind::missing_token);
 }
