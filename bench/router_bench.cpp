@@ -19,6 +19,7 @@
 
 #include <chrono>
 #include <cstdio>
+#include <deque>
 #include <filesystem>
 #include <future>
 #include <map>
@@ -172,7 +173,8 @@ struct driver_state {
 
 using driver_actor = caf::stateful_actor<driver_state>;
 
-void record(driver_actor* self, size_t index, uint16_t status);
+void record(driver_actor* self, size_t index, uint16_t status,
+            clock_type::time_point now = clock_type::now());
 void finish_if_done(driver_actor* self);
 
 // Batch mode: the next up-to-`batch` requests in one in-process call; refilled when answered.
@@ -183,10 +185,14 @@ void issue_batch(driver_actor* self) {
   st.next += count;
   const auto now = clock_type::now();
   for (size_t i = first; i < first + count; ++i) st.sent[i] = now;
-  std::vector<cmtp::request> batch(st.p.requests.begin() + first, st.p.requests.begin() + first + count);
+  // Moved, as a client hands over what it sends (the driver needs no copy).
+  std::vector<cmtp::request> batch(std::make_move_iterator(st.p.requests.begin() + first),
+                                   std::make_move_iterator(st.p.requests.begin() + first + count));
   self->request(st.p.router, caf::infinite, router::router_batch_atom::value, std::move(batch))
       .then([=](const std::vector<cmtp::response>& rs) {
-        for (size_t i = 0; i < count; ++i) record(self, first + i, rs.size() == count ? rs[i].status : 0);
+        const auto answered = clock_type::now();
+        for (size_t i = 0; i < count; ++i)
+          record(self, first + i, rs.size() == count ? rs[i].status : 0, answered);
         if (self->state.next < self->state.p.requests.size()) issue_batch(self);
         finish_if_done(self);
       });
@@ -212,10 +218,9 @@ void issue(driver_actor* self) {
   }
 }
 
-void record(driver_actor* self, size_t index, uint16_t status) {
+void record(driver_actor* self, size_t index, uint16_t status, clock_type::time_point now) {
   auto& st = self->state;
-  st.outcome.latencies_us.push_back(
-      std::chrono::duration<double, std::micro>(clock_type::now() - st.sent[index]).count());
+  st.outcome.latencies_us.push_back(std::chrono::duration<double, std::micro>(now - st.sent[index]).count());
   ++st.outcome.statuses[status];
   ++st.answered;
 }
@@ -360,34 +365,48 @@ run_outcome run_machine(const run_params& p) {
                std::chrono::system_clock::now().time_since_epoch()).count();
   };
   router::effects out;
-  std::vector<router::effects::kv_call> calls;
-  // Runs requests to their answers; returns the statuses.
+  auto answer_call = [&](router::effects::kv_call& call, int64_t now) {
+    kv::response answer;
+    const auto o = static_cast<kv::op>(call.req.operation);
+    if (o == kv::op::get || o == kv::op::name_resolve) {
+      answer = state.read(call.req);
+    } else {
+      kv::command cmd;
+      cmd.req = std::move(call.req);
+      cmd.caller.assign(call.caller.key.begin(), call.caller.key.end());
+      answer = state.apply(++index, cmd);
+      answer.index = index;
+    }
+    routing.on_kv_answer(call.id, answer, now, out);
+  };
+  // Runs requests to their answers with the actor modes' pipeline: `batch` requests at a time,
+  // `window` in flight; the kv calls of the oldest batch are answered when the window is full.
   auto run = [&](std::vector<cmtp::request> requests, router::request_id first, run_outcome& into) {
     const int64_t now = mesh_now();
-    for (size_t i = 0; i < requests.size(); ++i) {
-      routing.on_request(first + i, std::move(requests[i]), now, out);
-      while (!out.calls.empty()) {
-        calls.swap(out.calls);
+    const size_t batch = std::max<uint32_t>(1, p.batch);
+    const size_t depth = std::max<size_t>(1, p.window / batch);
+    std::deque<std::vector<router::effects::kv_call>> waiting;
+    auto settle_oldest = [&] {
+      auto calls = std::move(waiting.front());
+      waiting.pop_front();
+      while (!calls.empty()) {
+        for (auto& call : calls) answer_call(call, now);
+        calls = std::move(out.calls);  // a resolution's second call
         out.calls.clear();
-        for (auto& call : calls) {
-          kv::response answer;
-          const auto o = static_cast<kv::op>(call.req.operation);
-          if (o == kv::op::get || o == kv::op::name_resolve) {
-            answer = state.read(call.req);
-          } else {
-            kv::command cmd;
-            cmd.req = std::move(call.req);
-            cmd.caller.assign(call.caller.key.begin(), call.caller.key.end());
-            answer = state.apply(++index, cmd);
-            answer.index = index;
-          }
-          routing.on_kv_answer(call.id, answer, now, out);
-        }
-        calls.clear();
       }
+    };
+    for (size_t i = 0; i < requests.size(); i += batch) {
+      for (size_t k = i; k < std::min(requests.size(), i + batch); ++k)
+        routing.on_request(first + k, std::move(requests[k]), now, out);
+      waiting.push_back(std::move(out.calls));
+      out.calls.clear();
+      if (waiting.size() >= depth) settle_oldest();
       for (auto& r : out.responses) ++into.statuses[r.response.status];
       out.clear();
     }
+    while (!waiting.empty()) settle_oldest();
+    for (auto& r : out.responses) ++into.statuses[r.response.status];
+    out.clear();
   };
   run_outcome setup;
   run(setup_requests(tokens), 1, setup);

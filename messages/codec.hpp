@@ -20,6 +20,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <exception>
 #include <string>
 
@@ -65,14 +66,31 @@ result<msgpack::object_handle> unpack_object(const uint8_t* data, size_t size, s
 // Copies an sbuffer into bytes.
 bytes to_bytes(const msgpack::sbuffer& buffer);
 
-// A msgpack stream that appends to `out`: packing straight into bytes costs one growing
-// allocation, where an sbuffer costs an 8 KiB allocation plus a copy.
-struct bytes_writer {
-  bytes& out;
+// A msgpack stream that fills a buffer on the stack and spills into a vector past it: a small
+// value costs one allocation of its exact size (take()), where an sbuffer costs an 8 KiB
+// allocation plus a copy.
+class bytes_writer {
+public:
   void write(const char* data, size_t size) {
+    if (spill_.empty() && used_ + size <= sizeof(inline_)) {
+      std::memcpy(inline_ + used_, data, size);
+      used_ += size;
+      return;
+    }
+    if (spill_.empty()) {
+      spill_.reserve(2 * (used_ + size));
+      spill_.assign(inline_, inline_ + used_);
+    }
     const auto* begin = reinterpret_cast<const uint8_t*>(data);
-    out.insert(out.end(), begin, begin + size);
+    spill_.insert(spill_.end(), begin, begin + size);
   }
+  size_t size() const { return spill_.empty() ? used_ : spill_.size(); }
+  bytes take() { return spill_.empty() ? bytes(inline_, inline_ + used_) : std::move(spill_); }
+
+private:
+  uint8_t inline_[512];
+  size_t used_ = 0;
+  bytes spill_;
 };
 
 }  // namespace codec_detail
@@ -82,15 +100,13 @@ struct bytes_writer {
 template <class T>
 result<bytes> pack_value(const T& value) {
   try {
-    bytes out;
-    out.reserve(128);
-    codec_detail::bytes_writer writer{out};
+    codec_detail::bytes_writer writer;
     msgpack::pack(writer, value);
-    if (out.size() > limits::envelope_bytes_max)
-      return error{errc::too_large, "encoded value of " + std::to_string(out.size()) +
+    if (writer.size() > limits::envelope_bytes_max)
+      return error{errc::too_large, "encoded value of " + std::to_string(writer.size()) +
                                         " bytes exceeds " +
                                         std::to_string(limits::envelope_bytes_max)};
-    return out;
+    return writer.take();
   } catch (const std::exception& e) {
     return error{errc::malformed, std::string("cannot encode value: ") + e.what()};
   } catch (...) {

@@ -195,6 +195,12 @@ status machine::publish(const std::string& subject, const std::string& reply_to,
     return error{errc::too_large, "events: payload of " + std::to_string(payload.size()) +
                                       " bytes exceeds " + std::to_string(config_.payload_bytes_max)};
   ++stats_.published;
+  // Nobody listens anywhere (no subscription here, no interest from a peer) and no inbox is
+  // addressed: nothing to route, so a subject without subscribers costs a check, not a match.
+  if (local_index_.empty() && remote_index_.empty() && subject.compare(0, inbox_root.size(), inbox_root) != 0) {
+    ++stats_.unmatched;
+    return ok_status();
+  }
   route(subject, reply_to, std::make_shared<const bytes>(std::move(payload)), now_us, out);
   return ok_status();
 }

@@ -4,6 +4,7 @@
 #include <limits>
 #include <map>
 #include <memory>
+#include <unordered_map>
 
 #include <caf/all.hpp>
 
@@ -48,7 +49,7 @@ struct router_state {
   caf::actor kv;
   caf::actor bus;
   std::unique_ptr<machine> routing;
-  std::map<request_id, requester> waiting;
+  std::unordered_map<request_id, requester> waiting;  // looked up by id only, never iterated
   std::map<uint64_t, batch_call> batches;
   uint64_t next_batch = 1;
   std::map<uint64_t, request_id> proxied;  // correlation of a request sent to another router -> ours
@@ -180,7 +181,9 @@ void carry_out(router_actor* self, effects& out) {
     if (it == st.waiting.end()) continue;
     requester who = std::move(it->second);
     st.waiting.erase(it);
-    record(self, "answered", who.peer, std::to_string(r.response.status) + " " + r.response.reason, r.response.status);
+    if (st.ctx.events)  // the detail text only when someone records it
+      record(self, "answered", who.peer, std::to_string(r.response.status) + " " + r.response.reason,
+             r.response.status);
     if (who.batch != 0) {
       auto b = st.batches.find(who.batch);
       if (b == st.batches.end()) continue;
@@ -212,6 +215,8 @@ void on_kv_answers(router_actor* self, const std::vector<uint64_t>& ids, const s
     return;
   }
   effects out;
+  out.publishes.reserve(3 * ids.size());
+  out.responses.reserve(ids.size());
   const int64_t now = mesh_us(self);
   for (size_t i = 0; i < ids.size(); ++i) st.routing->on_kv_answer(ids[i], answers[i], now, out);
   carry_out(self, out);
@@ -283,6 +288,9 @@ caf::result<std::vector<cmtp::response>> start_batch(router_actor* self, std::ve
   call.remaining = reqs.size();
   auto promise = call.promise;
   effects out;
+  out.calls.reserve(reqs.size());
+  out.publishes.reserve(3 * reqs.size());
+  out.responses.reserve(reqs.size());
   const int64_t now = mesh_us(self);
   for (size_t i = 0; i < reqs.size(); ++i) {
     const request_id id = st.next_id++;

@@ -21,11 +21,9 @@ constexpr size_t bucket_bytes = 128;
 
 template <class T>
 bytes packed(const T& value) {
-  bytes out;
-  out.reserve(160);
-  codec_detail::bytes_writer writer{out};
+  codec_detail::bytes_writer writer;
   msgpack::pack(writer, value);
-  return out;
+  return writer.take();
 }
 
 // A msgpack stream into BLAKE2b-256: hashes an encoding without building it.
@@ -214,26 +212,28 @@ void machine::refuse(request_id id, uint16_t status, std::string reason, effects
 machine::rate_verdict machine::take_token(const std::string& sub, int64_t now_us, int64_t& retry_ms,
                                           node_id& caller) {
   const int64_t capacity = int64_t{config_.rate_burst} * 1000;
-  bucket b;
-  if (const auto* known = buckets_.get(sub)) {
-    b = *known;
-    const int64_t elapsed = std::max<int64_t>(0, now_us - b.last_us);
+  bucket* b = buckets_.get(sub);  // updated in place: same size, so no put()
+  if (b != nullptr) {
+    const int64_t elapsed = std::max<int64_t>(0, now_us - b->last_us);
     // millitokens per microsecond = rate / 1000; capped so a long idle cannot overflow.
     const int64_t refill = std::min<int64_t>(capacity, elapsed / 1000 * config_.rate_per_s +
                                                            elapsed % 1000 * config_.rate_per_s / 1000);
-    b.millitokens = std::min(capacity, b.millitokens + refill);
+    b->millitokens = std::min(capacity, b->millitokens + refill);
   } else {
     auto key = node_id_from_did(sub);
     if (!key) return rate_verdict::bad_subject;
-    b.caller = *key;
-    b.millitokens = capacity;
+    bucket fresh;
+    fresh.caller = *key;
+    fresh.millitokens = capacity;
+    buckets_.put(sub, fresh, bucket_bytes);
+    b = buckets_.get(sub);
+    assert(b != nullptr);
   }
-  b.last_us = now_us;
-  caller = b.caller;
-  bool ok = b.millitokens >= 1000;
-  if (ok) b.millitokens -= 1000;
-  else retry_ms = ((1000 - b.millitokens) * 1000 / config_.rate_per_s + 999) / 1000;
-  buckets_.put(sub, b, bucket_bytes);
+  b->last_us = now_us;
+  caller = b->caller;
+  const bool ok = b->millitokens >= 1000;
+  if (ok) b->millitokens -= 1000;
+  else retry_ms = ((1000 - b->millitokens) * 1000 / config_.rate_per_s + 999) / 1000;
   return ok ? rate_verdict::ok : rate_verdict::limited;
 }
 
@@ -281,7 +281,7 @@ void machine::on_request(request_id id, cmtp::request req, int64_t now_us, effec
       return refuse(id, 429, "rate limited: retry after " + std::to_string(retry_ms) + " ms", out);
   }
   // 4. Duplicate tx.
-  if (in_flight_.count({caller, req.tx}))
+  if (in_flight_.count(in_flight_key{caller, req.tx}))
     return refuse(id, 409, "tx " + req.tx + " is already in flight for this identity", out);
   // 5. Parse.
   fqmn_error problem;
@@ -293,15 +293,16 @@ void machine::on_request(request_id id, cmtp::request req, int64_t now_us, effec
     return refuse(id, 403, "insufficient_scope: " + req.fqmn.substr(0, 64) + " needs scope " + std::string(needed), out);
   // 7. Audit opens.
   pending_request p;
-  p.token = std::move(req.token);
+  if (parsed->op == opcode::proxy) p.token = std::move(req.token);  // forwarded with the request
   req.token.clear();
+  req.token.shrink_to_fit();  // the bearer secret is not kept while the request waits
   p.request_hash = request_hash(req);
   p.claims = std::move(*claims);
   p.caller = caller;
   p.current = std::move(*parsed);
   p.req = std::move(req);
   publish("events.requests", audit_request_view{p.req.tx, p.claims->subject, p.req.fqmn, p.request_hash}, out);
-  in_flight_.insert({p.caller, p.req.tx});
+  in_flight_.insert(in_flight_key{p.caller, p.req.tx});
   auto& stored = pending_.emplace(id, std::move(p)).first->second;
   dispatch(id, stored, now_us, out);
 }
@@ -318,11 +319,7 @@ bool machine::settle(request_id id) {
     return false;
   }
   pending_request& p = it->second;
-  for (auto d = deadlines_.lower_bound(p.deadline_us); d != deadlines_.end() && d->first == p.deadline_us; ++d)
-    if (d->second == id) {
-      deadlines_.erase(d);
-      break;
-    }
+  deadlines_.erase({p.deadline_us, id});
   p.deadline_us = 0;
   return true;
 }
@@ -556,7 +553,7 @@ void machine::finish(request_id id, cmtp::response response, effects& out, uint6
   ++stats_.answered;
   ++stats_.by_status[response.status];
   out.responses.push_back({id, std::move(response)});
-  in_flight_.erase({p.caller, p.req.tx});
+  in_flight_.erase(in_flight_key{p.caller, p.req.tx});
   pending_.erase(it);
 }
 

@@ -15,6 +15,8 @@
 #include <cstdint>
 #include <map>
 #include <set>
+#include <unordered_map>
+#include <unordered_set>
 #include <string>
 #include <utility>
 #include <vector>
@@ -247,9 +249,22 @@ private:
   std::map<node_id, std::map<std::string, int64_t, std::less<>>> revoked_;
   size_t revoked_count_ = 0;
   lru_cache<std::string, bucket> buckets_;
-  std::map<request_id, pending_request> pending_;
-  std::set<std::pair<node_id, std::string>> in_flight_;  // (caller, tx)
-  std::multimap<int64_t, request_id> deadlines_;
+  // (caller, tx) of every request in flight, for the duplicate check.
+  struct in_flight_key {
+    node_id caller;
+    std::string tx;
+    friend bool operator==(const in_flight_key&, const in_flight_key&) = default;
+  };
+  struct in_flight_hash {
+    size_t operator()(const in_flight_key& k) const noexcept {
+      return k.caller.prefix64() ^ std::hash<std::string>{}(k.tx);
+    }
+  };
+  // Looked up by key only, never iterated, so unordered containers keep the machine deterministic.
+  std::unordered_map<request_id, pending_request> pending_;
+  std::unordered_set<in_flight_key, in_flight_hash> in_flight_;
+  // (deadline, id): a request's entry is found exactly (a batch shares one deadline).
+  std::set<std::pair<int64_t, request_id>> deadlines_;
   stats stats_;
 };
 

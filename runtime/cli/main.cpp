@@ -1,4 +1,6 @@
 // cmesh: one binary for every role. `cmesh <command> --help` explains each command.
+#include <malloc.h>
+
 #include <cstdio>
 #include <cstring>
 #include <string>
@@ -32,7 +34,18 @@ const char* overview =
 
 }  // namespace
 
+// The allocator keeps freed memory instead of returning it at every dip: a node allocates and
+// frees message buffers in bursts (a batch of requests, a Raft append), and glibc's adaptive
+// defaults would trim the heap and fault the pages back in for each burst. Up to 64 MiB of free
+// heap stays mapped; allocations up to 32 MiB come from the heap, not a fresh mmap each.
+void tune_allocator() {
+  mallopt(M_TRIM_THRESHOLD, 64 << 20);
+  mallopt(M_TOP_PAD, 16 << 20);
+  mallopt(M_MMAP_THRESHOLD, 32 << 20);
+}
+
 int main(int argc, char** argv) {
+  tune_allocator();
   if (argc < 2) {
     std::fputs(overview, stderr);
     return cmesh::cli::exit_usage;
