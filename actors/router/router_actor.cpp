@@ -153,6 +153,53 @@ void carry_out(router_actor* self, effects& out) {
             },
             [=](caf::error&) {});
   }
+  for (auto& call : out.iam_calls) {
+    const request_id id = call.id;
+    if (!st.iam) {
+      effects more;
+      iam::challenge_reply none;
+      none.status = iam::status_unavailable;
+      none.reason = "no IAM service on this node";
+      st.routing->on_challenge_reply(id, none, mesh_us(self), more);
+      carry_out(self, more);
+      continue;
+    }
+    if (!call.session) {
+      self->request(st.iam, caf::infinite, iam::iam_challenge_atom::value, std::move(call.audience))
+          .then(
+              [=](const bytes& packed) {
+                auto reply = unpack_value<iam::challenge_reply>(packed.data(), packed.size());
+                iam::challenge_reply r;
+                if (reply) r = std::move(*reply);
+                else {
+                  r.status = 500;
+                  r.reason = "unreadable IAM answer: " + reply.err().describe();
+                }
+                effects more;
+                self->state.routing->on_challenge_reply(id, r, mesh_us(self), more);
+                carry_out(self, more);
+              },
+              [=](caf::error&) {});  // the IAM is gone (shutting down): the deadline answers 408
+      continue;
+    }
+    auto message = pack_value(call.answer);
+    if (!message) continue;  // built by the machine from bounded strings: cannot fail
+    self->request(st.iam, caf::infinite, iam::iam_redeem_atom::value, std::move(*message))
+        .then(
+            [=](const bytes& packed) {
+              auto reply = unpack_value<iam::session_reply>(packed.data(), packed.size());
+              iam::session_reply r;
+              if (reply) r = std::move(*reply);
+              else {
+                r.status = 500;
+                r.reason = "unreadable IAM answer: " + reply.err().describe();
+              }
+              effects more;
+              self->state.routing->on_session_reply(id, r, mesh_us(self), more);
+              carry_out(self, more);
+            },
+            [=](caf::error&) {});
+  }
   for (auto& p : out.proxies) {
     const uint64_t correlation = st.next_correlation++;
     st.proxied[correlation] = p.id;
@@ -270,9 +317,10 @@ void authenticate(router_actor* self) {
 void start(router_actor* self, requester who, cmtp::request req) {
   auto& st = self->state;
   const request_id id = st.next_id++;
+  const node_id client = who.peer;  // zero for in-process callers
   st.waiting.emplace(id, std::move(who));
   effects out;
-  st.routing->on_request(id, std::move(req), mesh_us(self), out);
+  st.routing->on_request(id, std::move(req), mesh_us(self), out, client);
   carry_out(self, out);
 }
 

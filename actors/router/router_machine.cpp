@@ -111,6 +111,9 @@ status validate(const config& cfg) {
       {"revoked_max", cfg.revoked_max > 0},
       {"headers_max", cfg.headers_max > 0},
       {"header_bytes_max", cfg.header_bytes_max > 0},
+      {"handshake_rate_per_s", cfg.handshake_rate_per_s > 0},
+      {"handshake_burst", cfg.handshake_burst > 0},
+      {"handshake_clients_max", cfg.handshake_clients_max > 0},
   };
   for (const auto& [name, ok] : checks)
     if (!ok) return error{errc::invalid_argument, std::string("router config: ") + name + " is out of range"};
@@ -170,7 +173,8 @@ std::string state_key(const fqmn& x) {
 machine::machine(config cfg, node_id issuer_key, std::string audience)
     : config_(std::move(cfg)), issuer_key_(issuer_key), audience_(std::move(audience)),
       tokens_(config_.verified_tokens_max),
-      buckets_(config_.rate_subjects_max, config_.rate_subjects_max * bucket_bytes) {
+      buckets_(config_.rate_subjects_max, config_.rate_subjects_max * bucket_bytes),
+      handshake_buckets_(config_.handshake_clients_max, config_.handshake_clients_max * bucket_bytes) {
   assert(validate(config_).ok());
 }
 
@@ -237,7 +241,7 @@ machine::rate_verdict machine::take_token(const std::string& sub, int64_t now_us
   return ok ? rate_verdict::ok : rate_verdict::limited;
 }
 
-void machine::on_request(request_id id, cmtp::request req, int64_t now_us, effects& out) {
+void machine::on_request(request_id id, cmtp::request req, int64_t now_us, effects& out, const node_id& client) {
   ++stats_.requests;
   if (!serving_) return refuse(id, 503, "router has not authenticated its own identity yet", out);
   // 1. Shape.
@@ -252,6 +256,11 @@ void machine::on_request(request_id id, cmtp::request req, int64_t now_us, effec
     return refuse(id, 413, "headers exceed " + std::to_string(config_.headers_max) + " entries or " +
                                std::to_string(config_.header_bytes_max) + " bytes", out);
   if (pending_.size() >= config_.pending_max) return refuse(id, 503, "router busy: too many requests in flight", out);
+  // The handshake opens a session, so it cannot need one (exact FQMNs: 0xI takes no arguments).
+  if (req.fqmn == "0xI:challenge" || req.fqmn == "0xI:session") {
+    const bool session = req.fqmn == "0xI:session";
+    return on_handshake(id, std::move(req), session, now_us, out, client);
+  }
   // 2. Token (authentication only; the scope is checked once the FQMN is known).
   iam::token_check check;
   check.issuer_key = issuer_key_;
@@ -305,6 +314,114 @@ void machine::on_request(request_id id, cmtp::request req, int64_t now_us, effec
   in_flight_.insert(in_flight_key{p.caller, p.req.tx});
   auto& stored = pending_.emplace(id, std::move(p)).first->second;
   dispatch(id, stored, now_us, out);
+}
+
+namespace {
+
+// The string member `key` of a JSON object, or nullptr.
+const std::string* text_member(const json::value& v, std::string_view key) {
+  const json::value* m = v.find(key);
+  return m != nullptr && m->is_string() ? &m->as_string() : nullptr;
+}
+
+}  // namespace
+
+void machine::on_handshake(request_id id, cmtp::request req, bool session, int64_t now_us, effects& out,
+                           const node_id& client) {
+  // Rate per client key: the only limit a caller without a session can be held to.
+  const int64_t capacity = int64_t{config_.handshake_burst} * 1000;
+  bucket* b = handshake_buckets_.get(client);
+  if (b == nullptr) {
+    bucket fresh;
+    fresh.millitokens = capacity;
+    fresh.last_us = now_us;
+    handshake_buckets_.put(client, fresh, bucket_bytes);
+    b = handshake_buckets_.get(client);
+  }
+  const int64_t elapsed = std::max<int64_t>(0, now_us - b->last_us);
+  b->millitokens = std::min(capacity, b->millitokens + std::min<int64_t>(capacity, elapsed / 1000 * config_.handshake_rate_per_s));
+  b->last_us = now_us;
+  if (b->millitokens < 1000) {
+    ++stats_.rate_limited;
+    const int64_t retry_ms = (1000 - b->millitokens + config_.handshake_rate_per_s - 1) / config_.handshake_rate_per_s;
+    return refuse(id, 429, "handshake rate limited for this client: retry after " + std::to_string(retry_ms) + " ms", out);
+  }
+  b->millitokens -= 1000;
+  if (in_flight_.count(in_flight_key{client, req.tx}))
+    return refuse(id, 409, "tx " + req.tx + " is already in flight for this client", out);
+  effects::iam_call call;
+  call.id = id;
+  call.session = session;
+  call.audience = audience_;
+  // The body: optional {"audience"} for a challenge; {"nonce", "holder_did", "scope", "signature"}
+  // (the signed answer, docs/iam.md §2) for a session.
+  const std::string_view body(reinterpret_cast<const char*>(req.body.data()), req.body.size());
+  if (!body.empty() || session) {
+    json::parse_error problem;
+    auto parsed = json::parse(body, &problem);
+    if (!parsed || !parsed->is_object())
+      return refuse(id, 400, std::string("0xI body must be a JSON object") +
+                                 (parsed ? "" : ": " + problem.message), out);
+    if (session) {
+      const std::string* nonce = text_member(*parsed, "nonce");
+      const std::string* holder = text_member(*parsed, "holder_did");
+      const std::string* signature = text_member(*parsed, "signature");
+      const std::string* scope = text_member(*parsed, "scope");
+      if (!nonce || !holder || !signature || (parsed->find("scope") && !scope))
+        return refuse(id, 400, "0xI:session body needs string members nonce, holder_did, signature (and scope)", out);
+      call.answer = iam::answer_message{*nonce, *holder, scope ? *scope : std::string(), *signature};
+    } else if (const std::string* audience = text_member(*parsed, "audience")) {
+      call.audience = *audience;
+    }
+  }
+  ++stats_.handshakes;
+  req.token.clear();
+  pending_request p;
+  p.request_hash = request_hash(req);
+  p.caller = client;
+  p.current.op = opcode::iam;
+  p.current.action = session ? "session" : "challenge";
+  p.req = std::move(req);
+  // No identity yet: the audit record's sub is empty (a session's holder is proved by the IAM).
+  publish("events.requests", audit_request_view{p.req.tx, std::string_view(), p.req.fqmn, p.request_hash}, out);
+  in_flight_.insert(in_flight_key{p.caller, p.req.tx});
+  auto& stored = pending_.emplace(id, std::move(p)).first->second;
+  await(id, stored, now_us);
+  out.iam_calls.push_back(std::move(call));
+}
+
+void machine::on_challenge_reply(request_id id, const iam::challenge_reply& reply, int64_t, effects& out) {
+  if (!settle(id)) return;
+  cmtp::response r;
+  r.status = reply.status;
+  r.reason = reply.reason;
+  if (reply.status == iam::status_ok) {
+    json::object o;
+    o.emplace_back("nonce", json::value(reply.nonce));
+    o.emplace_back("audience", json::value(reply.audience));
+    o.emplace_back("node_did", json::value(reply.node_did));
+    o.emplace_back("expires_at_s", json::value(reply.expires_at_s));
+    const std::string text = json::dump(json::value(std::move(o)));
+    r.body.assign(text.begin(), text.end());
+  }
+  finish(id, std::move(r), out);
+}
+
+void machine::on_session_reply(request_id id, const iam::session_reply& reply, int64_t, effects& out) {
+  if (!settle(id)) return;
+  cmtp::response r;
+  r.status = reply.status;
+  r.reason = reply.reason;
+  if (reply.status == iam::status_ok) {
+    json::object o;
+    o.emplace_back("token", json::value(reply.token));
+    o.emplace_back("scope", json::value(reply.scope));
+    o.emplace_back("expires_at_s", json::value(reply.expires_at_s));
+    o.emplace_back("token_id", json::value(reply.token_id));
+    const std::string text = json::dump(json::value(std::move(o)));
+    r.body.assign(text.begin(), text.end());
+  }
+  finish(id, std::move(r), out);
 }
 
 void machine::await(request_id id, pending_request& p, int64_t now_us) {
@@ -470,6 +587,9 @@ void machine::dispatch(request_id id, pending_request& p, int64_t now_us, effect
       return;
     }
     case opcode::iam:
+      r.status = 404;
+      r.reason = "unknown IAM action " + x.action.substr(0, 32) + " (served: 0xI:challenge, 0xI:session)";
+      return finish(id, std::move(r), out);
     case opcode::contract:
       r.status = 501;
       r.reason = std::string(opcode_text(x.op)) + " is not served by this router yet";

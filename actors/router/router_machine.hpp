@@ -26,6 +26,7 @@
 #include "actors/router/fqmn.hpp"
 #include "messages/cmtp_messages.hpp"
 #include "messages/error.hpp"
+#include "messages/iam_messages.hpp"
 #include "messages/kv_messages.hpp"
 #include "messages/node_id.hpp"
 
@@ -50,6 +51,12 @@ struct config {
   // Header entries and their total size: metadata, not a second body.
   size_t headers_max = 32;
   size_t header_bytes_max = 8 * 1024;
+  // The handshake through CMTP (0xI:challenge, 0xI:session) needs no token, so it is limited per
+  // client key instead (the transport peer; in-process callers share one bucket): a client cannot
+  // flood the IAM's bounded table of outstanding challenges. A handshake takes two requests.
+  uint32_t handshake_rate_per_s = 5;
+  uint32_t handshake_burst = 10;
+  size_t handshake_clients_max = 10000;
 };
 
 // Checks every bound above (all positive, burst >= 1); the reason names the field.
@@ -136,10 +143,19 @@ struct effects {
   struct consensus_query {
     request_id id = 0;
   };
+  // 0xI: the node's IAM. challenge: ask for a challenge for `audience`, answer with
+  // on_challenge_reply; session: redeem `answer`, answer with on_session_reply.
+  struct iam_call {
+    request_id id = 0;
+    bool session = false;  // false: challenge
+    std::string audience;
+    iam::answer_message answer;
+  };
   std::vector<kv_call> calls;
   std::vector<proxy> proxies;
   std::vector<bus_request> bus_requests;
   std::vector<consensus_query> consensus_queries;
+  std::vector<iam_call> iam_calls;
   std::vector<publish> publishes;  // in order
   std::vector<respond> responses;
 
@@ -148,6 +164,7 @@ struct effects {
     calls.clear();
     bus_requests.clear();
     consensus_queries.clear();
+    iam_calls.clear();
     publishes.clear();
     responses.clear();
   }
@@ -163,6 +180,7 @@ struct stats {
   uint64_t late_answers = 0;   // a service answered after its request timed out
   uint64_t rate_limited = 0;
   uint64_t proxied = 0;
+  uint64_t handshakes = 0;     // 0xI:challenge and 0xI:session requests dispatched to the IAM
 };
 
 class machine {
@@ -172,8 +190,10 @@ public:
   machine(config cfg, node_id issuer_key, std::string audience);
 
   // A request; `id` is unique among this router's requests (the shell numbers them). Always
-  // answers, at once (refusals) or later (through on_kv_answer or tick).
-  void on_request(request_id id, cmtp::request req, int64_t now_us, effects& out);
+  // answers, at once (refusals) or later (through on_kv_answer or tick). `client` is the
+  // authenticated transport peer the request came from (zero for in-process callers): never an
+  // identity for authorization, only the key the token-less handshake is rate-limited by.
+  void on_request(request_id id, cmtp::request req, int64_t now_us, effects& out, const node_id& client = node_id{});
   // The kv service's answer to a kv_call. An answer for an unknown or timed-out id is counted
   // and dropped.
   void on_kv_answer(request_id id, const kv::response& answer, int64_t now_us, effects& out);
@@ -191,6 +211,10 @@ public:
                      int64_t now_us, effects& out);
   // The replica answered a 0xC query (status 200 with its status line, or 503 without a replica).
   void on_consensus_answer(request_id id, uint16_t status, const std::string& text, int64_t now_us, effects& out);
+  // The IAM answered an iam_call: the reply's status becomes the CMTP status; on 200 the body is
+  // JSON (the challenge to sign, or the session token and what it grants).
+  void on_challenge_reply(request_id id, const iam::challenge_reply& reply, int64_t now_us, effects& out);
+  void on_session_reply(request_id id, const iam::session_reply& reply, int64_t now_us, effects& out);
   // Other nodes whose IAM this router trusts to issue session tokens (for requests proxied to it
   // by their routers: 0xP). Its own node is always trusted.
   void trust_issuer(const node_id& issuer) { trusted_.insert(issuer); }
@@ -226,6 +250,9 @@ private:
   };
 
   void refuse(request_id id, uint16_t status, std::string reason, effects& out);
+  // 0xI:challenge and 0xI:session: the handshake, without a token (docs/router.md §3, step 2).
+  void on_handshake(request_id id, cmtp::request req, bool session, int64_t now_us, effects& out,
+                    const node_id& client);
   enum class rate_verdict { ok, limited, bad_subject };
   // Takes one request token from `sub`'s bucket; fills `caller` with the subject's key.
   rate_verdict take_token(const std::string& sub, int64_t now_us, int64_t& retry_ms, node_id& caller);
@@ -249,6 +276,7 @@ private:
   std::map<node_id, std::map<std::string, int64_t, std::less<>>> revoked_;
   size_t revoked_count_ = 0;
   lru_cache<std::string, bucket> buckets_;
+  lru_cache<node_id, bucket> handshake_buckets_;  // per client key (zero: in-process callers)
   // (caller, tx) of every request in flight, for the duplicate check.
   struct in_flight_key {
     node_id caller;

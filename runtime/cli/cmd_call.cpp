@@ -42,6 +42,7 @@ command_spec call_spec() {
       {"data", "JSON", "the request body, checked to be one JSON value", ""},
       {"body", "TEXT", "the request body as given", ""},
       {"scope", "S", "scopes to ask for in a new session", default_call_scope},
+      {"handshake", "ROUTE", "how a new session is opened: iam (the node's IAM service) or router (CMTP 0xI:challenge and 0xI:session)", "iam"},
       {"session", "FILE", "where the session token is kept (default: next to --identity, one per node: KEYFILE.HOST_PORT.session)", ""},
       {"tx", "ID", "the transaction id ([A-Za-z0-9_-], default random)", ""},
       {"timeout", "T", "stop waiting for an answer after this long (exit 3)", "5s"},
@@ -54,7 +55,8 @@ command_spec call_spec() {
       "Examples (the seed's flow):\n"
       "  cmesh call 0xRW:register:helloWorld.mcom:0xS:0x001 --identity me.key --node 127.0.0.1:7001\n"
       "  cmesh call 0xSW:0x001:hello_world --data '\"hi\"' --identity me.key --node 127.0.0.1:7001\n"
-      "  cmesh call 0xR:helloWorld.mcom --identity me.key --node 127.0.0.1:7001\n";
+      "  cmesh call 0xR:helloWorld.mcom --identity me.key --node 127.0.0.1:7001\n"
+      "0xI:challenge and 0xI:session are sent without a token (they are how a session starts).\n";
   return spec;
 }
 
@@ -81,8 +83,8 @@ std::optional<std::string> cached_token(const std::string& path, const seed_spec
 }
 
 std::optional<std::string> new_session(const iam_client& c, const std::string& scope, const std::string& path,
-                                       bool verbose, int& code) {
-  auto granted = open_session(c, default_audience, scope, code);
+                                       handshake_route route, bool verbose, int& code) {
+  auto granted = open_session(c, default_audience, scope, code, route);
   if (!granted) return std::nullopt;
   if (verbose)
     std::fprintf(stderr, "session: %s for %s, scope '%s', expires %lld\n", granted->claims.token_id.c_str(),
@@ -120,6 +122,11 @@ int run(const command_spec& spec, const parsed_options& p) {
     tx = text;
   }
   if (!router::valid_tx(tx)) return usage_error(spec, "--tx: 1 to 64 characters of [A-Za-z0-9_-]");
+  const std::string route_name = p.get("handshake", "iam");
+  if (route_name != "iam" && route_name != "router") return usage_error(spec, "--handshake: iam or router");
+  const handshake_route route = route_name == "router" ? handshake_route::router : handshake_route::iam_service;
+  // The handshake's own steps carry no token.
+  const bool tokenless = fqmn_text == "0xI:challenge" || fqmn_text == "0xI:session";
   const bool verbose = c->verbose;
   const seed_spec* node = &c->node;
   std::string node_part = node->address;
@@ -128,9 +135,10 @@ int run(const command_spec& spec, const parsed_options& p) {
   const std::string session_path = p.get("session", p.get("identity") + "." + node_part + ".session");
 
   int code = exit_failed;
-  auto token = cached_token(session_path, *node, std::string(router::required_scope(*parsed)));
-  const bool from_cache = token.has_value();
-  if (!token) token = new_session(*c, scope, session_path, verbose, code);
+  auto token = tokenless ? std::optional<std::string>("")
+                         : cached_token(session_path, *node, std::string(router::required_scope(*parsed)));
+  const bool from_cache = token.has_value() && !tokenless;
+  if (!token) token = new_session(*c, scope, session_path, route, verbose, code);
   if (!token) return code;
 
   for (int attempt = 0;; ++attempt) {
@@ -157,7 +165,7 @@ int run(const command_spec& spec, const parsed_options& p) {
     if (response->status == 401 && from_cache && attempt == 0) {
       // The kept session no longer works (revoked, or the node restarted with a new policy).
       if (verbose) std::fprintf(stderr, "401 with the kept session (%s): new handshake\n", response->reason.c_str());
-      token = new_session(*c, scope, session_path, verbose, code);
+      token = new_session(*c, scope, session_path, route, verbose, code);
       if (!token) return code;
       continue;
     }

@@ -26,12 +26,17 @@ struct session_grant {
   node_id node;  // the node that issued it (authenticated by the transport)
 };
 
+// Which way the two round trips of the handshake go: straight to the node's IAM service (service
+// 10), or as CMTP requests through its router (0xI:challenge, 0xI:session; docs/router.md).
+enum class handshake_route { iam_service, router };
+
 // The handshake: asks `c.node` for a challenge for `audience`, checks that it names the node that
 // answered and that audience, signs it for `scope` with c.me, and checks the token it gets back
 // (signed by that node, for c.me and that audience). On failure prints why and sets exit_code
 // (1 refused, 3 unreachable).
 std::optional<session_grant> open_session(const iam_client& c, const std::string& audience,
-                                          const std::string& scope, int& exit_code);
+                                          const std::string& scope, int& exit_code,
+                                          handshake_route route = handshake_route::iam_service);
 
 // The kv and events client protocols of a node that requires sessions (docs/iam.md §13) answer
 // 401 until c.me holds a live session of that node: this runs the handshake with c.node for

@@ -193,3 +193,52 @@ TEST_CASE("real router: the seed's flow - names registered once, resolved and di
 
   for (auto& n : nodes) CHECK(n->running());
 }
+
+TEST_CASE("real router: the IAM handshake through CMTP - 0xI:challenge and 0xI:session without a token, then the session serves") {
+  temp_dir dir;
+  const std::string did = new_identity(dir, "n0");
+  const std::string address = "127.0.0.1:" + std::to_string(cmesh::testing::free_port());
+  process node(binary, {"node", "--listen", address, "--data", dir.file("d0"), "--identity", dir.file("n0.key"),
+                        "--raft-member", did + "@" + address},
+               dir.file("n0.log"));
+  REQUIRE(node.started());
+  REQUIRE(node.wait_for_text("router authenticated peer=" + did, 15s));
+  new_identity(dir, "me");
+  const std::string key = dir.file("me.key");
+  // Raft has a leader (another identity's write): the calls below need no retry, so each output is
+  // the whole story of one call.
+  new_identity(dir, "warm");
+  auto warm = call(dir, {"0xSW:0x000", "--data", "0", "--identity", dir.file("warm.key"), "--node", address});
+  REQUIRE(warm.code == 0);
+
+  // A challenge, asked without any session: JSON naming this node and the default audience.
+  auto challenge = call(dir, {"0xI:challenge", "--identity", key, "--node", address, "--tx", "c1"});
+  INFO(challenge.output);
+  CHECK(challenge.code == 0);
+  CHECK(challenge.output.find("\"node_did\":\"" + did + "\"") != std::string::npos);
+  CHECK(challenge.output.find("\"audience\":\"cmesh\"") != std::string::npos);
+  CHECK(challenge.output.find("\"nonce\":\"") != std::string::npos);
+  CHECK(has_line_starting(challenge.output, "200"));
+  CHECK(challenge.output.find("tx c1 audit ") != std::string::npos);  // audited like any request
+  // An answer to no challenge the node issued: refused by the IAM, through the router.
+  auto forged = call(dir, {"0xI:session", "--identity", key, "--node", address, "--data",
+                           R"({"nonce":"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA","holder_did":"did:key:z6Mkf","signature":"AAAA"})"});
+  INFO(forged.output);
+  CHECK(forged.code == 1);
+  CHECK((has_line_starting(forged.output, "400") || has_line_starting(forged.output, "401")));
+
+  // A fresh identity opens its session through the router (both steps as CMTP), then uses it.
+  auto write = call(dir, {"0xSW:0x001", "--data", "\"through cmtp\"", "--identity", key, "--node", address,
+                          "--handshake", "router", "--verbose"});
+  INFO(write.output);
+  CHECK(write.code == 0);
+  CHECK(write.output.find("0xI:challenge through the router: 200") != std::string::npos);
+  CHECK(write.output.find("0xI:session through the router: 200") != std::string::npos);
+  CHECK(has_line_starting(write.output, "200"));
+  // The kept session (from the router's handshake) serves the next call without a handshake.
+  auto read = call(dir, {"0xS:0x001", "--identity", key, "--node", address, "--verbose"});
+  INFO(read.output);
+  CHECK(read.code == 0);
+  CHECK(read.output.find("through the router") == std::string::npos);
+  CHECK(read.output.find("\"through cmtp\"") != std::string::npos);
+}

@@ -311,11 +311,123 @@ TEST_CASE("router: a publish goes to the bus with the body or the JSON argument,
   CHECK(f.out.publishes[1].subject == "orders.created");
   CHECK(std::string(f.out.publishes[1].payload.begin(), f.out.publishes[1].payload.end()) == "{\"id\":7}");
   auto admin = f.token(f.alice, "contracts consensus proxy iam events.read", "", t0_us / 1'000'000 + 3600, "all");
-  for (const char* x : {"0xA:*:0x001:f", "0xI:session"}) {
-    INFO(x);
-    f.send(x, admin, "u");
-    CHECK(f.answer().status == 501);
+  f.send("0xA:*:0x001:f", admin, "u");
+  CHECK(f.answer().status == 501);
+  // 0xI actions other than the handshake need a token with scope iam, then are unknown.
+  f.send("0xI:credential", admin, "u2");
+  CHECK(f.answer().status == 404);
+  CHECK(f.answer().reason.find("0xI:challenge") != std::string::npos);
+  f.send("0xI:credential", f.token(f.alice, "state.read", "", t0_us / 1'000'000 + 3600, "ro"), "u3");
+  CHECK(f.answer().status == 403);
+  f.send("0xI:credential", "", "u4");
+  CHECK(f.answer().status == 401);
+}
+
+TEST_CASE("router: the handshake through CMTP - 0xI:challenge and 0xI:session need no token, go to the IAM, answer JSON, are audited and rate-limited per client") {
+  fixture f;
+  const node_id client = f.bob.public_key;  // the transport peer
+  auto send_tokenless = [&](const std::string& fqmn, const std::string& tx, const std::string& body,
+                            int64_t now = t0_us, const node_id& from = node_id{}) {
+    f.out.clear();
+    cmtp::request r;
+    r.tx = tx;
+    r.fqmn = fqmn;
+    r.body.assign(body.begin(), body.end());
+    const request_id id = f.next_id++;
+    f.m->on_request(id, r, now, f.out, from.is_zero() ? client : from);
+    return id;
+  };
+
+  // A challenge: no token, the router's audience by default.
+  auto id = send_tokenless("0xI:challenge", "h1", "");
+  CHECK(f.out.responses.empty());
+  REQUIRE(f.out.iam_calls.size() == 1);
+  CHECK_FALSE(f.out.iam_calls[0].session);
+  CHECK(f.out.iam_calls[0].audience == f.audience);
+  REQUIRE(f.subjects() == std::vector<std::string>{"events.requests"});
+  CHECK(unpack_record<audit_request>(f.out.publishes[0].payload).sub.empty());  // nobody yet
+  f.out.clear();
+  iam::challenge_reply c;
+  c.nonce = "bm9uY2U";
+  c.audience = f.audience;
+  c.node_did = f.node.did();
+  c.expires_at_s = 1'800'000'060;
+  f.m->on_challenge_reply(id, c, t0_us + 10, f.out);
+  {
+    const auto& r = f.answer();
+    CHECK(r.status == 200);
+    CHECK(r.audit.size() == 32);
+    auto body = json::parse(std::string(r.body.begin(), r.body.end()));
+    REQUIRE(body);
+    CHECK(body->find("nonce")->as_string() == "bm9uY2U");
+    CHECK(body->find("node_did")->as_string() == f.node.did());
+    CHECK(body->find("expires_at_s")->as_int() == 1'800'000'060);
+    CHECK(f.subjects() == std::vector<std::string>{"events.responses.h1", "events.mined.h1"});
   }
+
+  // A session: the signed answer goes to the IAM as it came; its refusal is the CMTP status.
+  id = send_tokenless("0xI:session", "h2",
+                      R"({"nonce":"bm9uY2U","holder_did":")" + f.alice.did() + R"(","scope":"state.read","signature":"c2ln"})");
+  REQUIRE(f.out.iam_calls.size() == 1);
+  CHECK(f.out.iam_calls[0].session);
+  CHECK(f.out.iam_calls[0].answer.nonce == "bm9uY2U");
+  CHECK(f.out.iam_calls[0].answer.holder_did == f.alice.did());
+  CHECK(f.out.iam_calls[0].answer.scope == "state.read");
+  CHECK(f.out.iam_calls[0].answer.signature == "c2ln");
+  f.out.clear();
+  iam::session_reply refused;
+  refused.status = 401;
+  refused.reason = "replayed: challenge already answered";
+  f.m->on_session_reply(id, refused, t0_us + 10, f.out);
+  CHECK(f.answer().status == 401);
+  CHECK(f.answer().reason == "replayed: challenge already answered");
+  CHECK(f.answer().body.empty());
+  id = send_tokenless("0xI:session", "h3", R"({"nonce":"n","holder_did":"d","signature":"s"})");
+  f.out.clear();
+  iam::session_reply granted;
+  granted.token = "a.b.c";
+  granted.scope = "state.read";
+  granted.expires_at_s = 1'800'003'600;
+  granted.token_id = "jti-9";
+  f.m->on_session_reply(id, granted, t0_us + 10, f.out);
+  {
+    auto body = json::parse(std::string(f.answer().body.begin(), f.answer().body.end()));
+    REQUIRE(body);
+    CHECK(body->find("token")->as_string() == "a.b.c");
+    CHECK(body->find("token_id")->as_string() == "jti-9");
+  }
+
+  // Bad bodies: 400 before the IAM is asked, and no audit trail.
+  for (const char* bad : {"", "not json", "[1]", R"({"nonce":"n","holder_did":"d"})", R"({"nonce":"n","holder_did":"d","signature":"s","scope":7})"}) {
+    INFO(bad);
+    send_tokenless("0xI:session", "hb", bad);
+    CHECK(f.answer().status == 400);
+    CHECK(f.out.iam_calls.empty());
+    CHECK(f.out.publishes.empty());
+  }
+
+  // Per client: the burst (10, already 8 used above), then 429; another client is not affected;
+  // the bucket refills at handshake_rate_per_s.
+  const identity other = identity::derive_for_simulation(21, 9);
+  send_tokenless("0xI:challenge", "x1", "", t0_us + 20);
+  CHECK(f.out.iam_calls.size() == 1);
+  send_tokenless("0xI:challenge", "x2", "", t0_us + 20);
+  CHECK(f.out.iam_calls.size() == 1);
+  send_tokenless("0xI:challenge", "x3", "", t0_us + 20);
+  CHECK(f.answer().status == 429);
+  CHECK(f.out.iam_calls.empty());
+  send_tokenless("0xI:challenge", "x3", "", t0_us + 20, other.public_key);
+  CHECK(f.out.iam_calls.size() == 1);
+  send_tokenless("0xI:challenge", "x4", "", t0_us + 20 + 1'000'000);  // 5 more tokens a second later
+  CHECK(f.out.iam_calls.size() == 1);
+  // A tx still in flight for this client: 409.
+  send_tokenless("0xI:challenge", "x4", "", t0_us + 20 + 1'000'000);
+  CHECK(f.answer().status == 409);
+  // A handshake that the IAM never answers: 408 at the deadline.
+  f.out.clear();
+  f.m->tick(t0_us + 20 + 1'000'000 + f.cfg.dispatch_timeout_us, f.out);
+  CHECK(f.out.responses.size() >= 1);
+  for (const auto& r : f.out.responses) CHECK(r.response.status == 408);
 }
 
 TEST_CASE("router: 0xE is a request on the events bus - the reply's payload is the body, no responders 404, a bus that never answers 408") {
