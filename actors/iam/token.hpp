@@ -227,8 +227,9 @@ public:
   uint64_t evictions() const { return cache_.evictions(); }
 
 private:
-  // Keyed by a fast hash of the token; a hit counts only if the whole token matches (a
-  // collision, crafted or not, is a miss, never another token's claims).
+  // Keyed by a fast hash of the token's tail (its signature); a hit counts only if the whole
+  // token matches (a collision, crafted or not, is a miss, never another token's claims).
+  static uint64_t cache_key(std::string_view token);
   struct entry {
     std::string token;
     node_id issuer_key;

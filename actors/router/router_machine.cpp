@@ -300,8 +300,11 @@ void machine::on_request(request_id id, cmtp::request req, int64_t now_us, effec
   const std::string_view needed = required_scope(*parsed);
   if (std::find(session.scopes.begin(), session.scopes.end(), needed) == session.scopes.end())
     return refuse(id, 403, "insufficient_scope: " + req.fqmn.substr(0, 64) + " needs scope " + std::string(needed), out);
-  // 7. Audit opens.
-  pending_request p;
+  // 7. Audit opens. The pending entry is built in place (it is large: the request and its FQMN).
+  auto [slot, fresh] = pending_.try_emplace(id);
+  assert(fresh);
+  (void)fresh;
+  pending_request& p = slot->second;
   if (parsed->op == opcode::proxy) p.token = std::move(req.token);  // forwarded with the request
   req.token.clear();
   req.token.shrink_to_fit();  // the bearer secret is not kept while the request waits
@@ -312,8 +315,7 @@ void machine::on_request(request_id id, cmtp::request req, int64_t now_us, effec
   p.req = std::move(req);
   publish("events.requests", audit_request_view{p.req.tx, p.claims->subject, p.req.fqmn, p.request_hash}, out);
   in_flight_.insert(in_flight_key{p.caller, p.req.tx});
-  auto& stored = pending_.emplace(id, std::move(p)).first->second;
-  dispatch(id, stored, now_us, out);
+  dispatch(id, p, now_us, out);
 }
 
 namespace {
