@@ -762,10 +762,12 @@ void machine::emit_committed(ready& out) {
 // ---- ReadIndex ----------------------------------------------------------------------------------
 
 void machine::start_read_round(ready& out) {
+  // One round at a time; the rest join the next. Checked first: reads arriving during a round
+  // then cost O(1) each, not a scan of every waiting read.
+  if (read_round_ > read_round_done_) return;
   bool waiting = false;
   for (const auto& r : reads_) waiting |= r.round == 0;
   if (!waiting) return;
-  if (read_round_ > read_round_done_) return;  // one round at a time; the rest join the next
   ++read_round_;
   for (auto& r : reads_)
     if (r.round == 0) r.round = read_round_;
