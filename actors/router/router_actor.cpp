@@ -61,10 +61,16 @@ struct router_state {
   std::string session_id;          // the router's own session (jti), once authenticated
   uint64_t malformed = 0;
   uint64_t publishes_dropped = 0;  // no events bus on this node
+  // Single requests (over the wire, router_call_atom) gather their effects here until a flush
+  // message, sent to ourselves when the first one arrives, comes round: the requests already in
+  // the mailbox by then share one kv message and one bus message.
+  effects gathered;
+  bool flush_scheduled = false;
 };
 
 using router_actor = caf::stateful_actor<router_state>;
 using sweep_atom = caf::atom_constant<caf::atom("rt_sweep")>;
+using flush_atom = caf::atom_constant<caf::atom("rt_flush")>;
 
 int64_t clock_us(router_actor* self) {
   using namespace std::chrono;
@@ -319,9 +325,11 @@ void start(router_actor* self, requester who, cmtp::request req) {
   const request_id id = st.next_id++;
   const node_id client = who.peer;  // zero for in-process callers
   st.waiting.emplace(id, std::move(who));
-  effects out;
-  st.routing->on_request(id, std::move(req), mesh_us(self), out, client);
-  carry_out(self, out);
+  st.routing->on_request(id, std::move(req), mesh_us(self), st.gathered, client);
+  if (!st.flush_scheduled) {
+    st.flush_scheduled = true;
+    self->send(self, flush_atom::value);
+  }
 }
 
 // An in-process batch: every request goes through the machine, then the effects of all of them
@@ -441,6 +449,13 @@ caf::behavior run(router_actor* self, caf::actor transport, caf::actor kv, caf::
     [=](peer_up_atom, const node_id&, const std::string&) {},
     [=](peer_down_atom, const node_id&) {},
     [=](dial_failed_atom, const std::string&, const std::string&) {},
+    [=](flush_atom) {
+      auto& s = self->state;
+      s.flush_scheduled = false;
+      effects out;
+      std::swap(out, s.gathered);
+      carry_out(self, out);
+    },
     [=](tick_atom) {
       auto& s = self->state;
       s.armed_us = std::numeric_limits<int64_t>::max();
