@@ -18,7 +18,8 @@ int run_bench(int argc, char** argv) {
       "  sim         simulator speed at 1,000 and 10,000 nodes vs the raw CAF ceiling, peak memory\n"
       "  election    Raft leader election time after a leader crash (the Raft paper's Figure 16), simulated\n"
       "  kv          replicated key/value writes and reads on 3 processes, against etcd in the same run\n"
-      "  router      the seed's workload: 30,000 authenticated CMTP requests at one node, in-process and over the wire\n\n"
+      "  router      the seed's workload: 30,000 authenticated CMTP requests at one node, in-process and over the wire\n"
+      "  events      the events bus against nats-server: one client publishing to a subject it subscribes to\n\n"
       "Run 'cmesh bench <name> --help' for options. Results: docs/benchmarks.md.\n";
   if (argc < 1) {
     std::fputs(usage, stderr);
@@ -41,6 +42,8 @@ int run_bench(int argc, char** argv) {
   if (name == "kv") return bench::run_kv_bench(argc - 1, argv + 1);
   if (name == "router") return bench::run_router_bench(argc - 1, argv + 1);
   if (name == "router-run") return bench::run_router_run(argc - 1, argv + 1);
+  if (name == "events") return bench::run_events_bench(argc - 1, argv + 1);
+  if (name == "events-run") return bench::run_events_run(argc - 1, argv + 1);
   if (name == "transport") return bench::run_transport_bench(argc - 1, argv + 1);
   if (name == "transport-server") return bench::run_transport_server(argc - 1, argv + 1);
   std::fprintf(stderr, "cmesh bench: unknown benchmark '%s'\n\n%s", name.c_str(), usage);

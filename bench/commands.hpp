@@ -12,6 +12,8 @@ int run_membership_bench(int argc, char** argv);
 int run_membership_scenario(int argc, char** argv);  // child process of the membership benchmark
 int run_search_memory_bench(int argc, char** argv);
 int run_search_memory_scenario(int argc, char** argv);  // child process of search-memory
+int run_events_bench(int argc, char** argv);
+int run_events_run(int argc, char** argv);  // child process of the events benchmark
 int run_transport_bench(int argc, char** argv);
 int run_transport_server(int argc, char** argv);  // child process of the transport benchmark
 }  // namespace cmesh::bench

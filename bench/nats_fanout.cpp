@@ -240,7 +240,7 @@ class nats_conn {
 
   // TCP connect, read INFO, send CONNECT, and confirm with a PING/PONG round trip (a rejected
   // CONNECT comes back as -ERR before the PONG).
-  bool open(uint16_t port, const std::string& client_name, int64_t deadline_ns) {
+  bool open(uint16_t port, const std::string& client_name, int64_t deadline_ns, bool echo = false) {
     fd_ = tcp_connect_loopback(port, deadline_ns, error_);
     if (!fd_.valid()) return false;
     msg_handler ignore = [](const char*, size_t) {};
@@ -249,10 +249,12 @@ class nats_conn {
       if (left <= 0) return fail("timed out waiting for INFO from nats-server");
       if (!pump(std::min<int64_t>(left, 10 * ns_per_ms), ignore)) return false;
     }
-    // protocol 1: we accept asynchronous INFO; echo false: no copies of our own messages.
+    // protocol 1: we accept asynchronous INFO; echo: copies of our own messages (when subscribed).
     out_ += "CONNECT {\"verbose\":false,\"pedantic\":false,\"tls_required\":false,\"name\":\"";
     out_ += client_name;
-    out_ += "\",\"lang\":\"cpp\",\"version\":\"0.1\",\"protocol\":1,\"echo\":false}\r\n";
+    out_ += "\",\"lang\":\"cpp\",\"version\":\"0.1\",\"protocol\":1,\"echo\":";
+    out_ += echo ? "true" : "false";
+    out_ += "}\r\n";
     return flush(deadline_ns, ignore);
   }
 
@@ -1018,6 +1020,75 @@ std::optional<nats_fanout_result> run_nats_fanout(const nats_fanout_options& opt
   result.p50_ms = percentile_sorted(coverage_ms, 0.50);
   result.p99_ms = percentile_sorted(coverage_ms, 0.99);
   result.max_ms = coverage_ms.back();
+  return result;
+}
+
+std::optional<nats_loopback_result> run_nats_loopback(const nats_loopback_options& o, std::string& error) {
+  error.clear();
+  if (o.messages == 0 || o.window == 0 || o.payload < sizeof(wire_header)) {
+    error = "nats loopback: messages and window must be positive, payload at least " +
+            std::to_string(sizeof(wire_header)) + " bytes";
+    return std::nullopt;
+  }
+  std::string binary = resolve_binary(o.server_path);
+  if (binary.empty()) {
+    error = "nats-server not found at " + o.server_path + "; apt-get install nats-server";
+    return std::nullopt;
+  }
+  server_process server;  // stopped and reaped by its destructor on every path
+  int port = 0;
+  if (!start_server(binary, server, port, error)) return std::nullopt;
+  nats_conn conn;
+  msg_handler ignore = [](const char*, size_t) {};
+  if (!conn.open(static_cast<uint16_t>(port), "cmesh-events-bench", now_ns() + 5 * ns_per_s, /*echo=*/true)) {
+    error = "nats loopback: " + conn.error();
+    return std::nullopt;
+  }
+  constexpr std::string_view loop_subject = "bench.events";
+  conn.subscribe(loop_subject, "1");
+  if (!conn.flush(now_ns() + 5 * ns_per_s, ignore)) {
+    error = "nats loopback: " + conn.error();
+    return std::nullopt;
+  }
+  nats_loopback_result result;
+  result.server_version = conn.server_version();
+  std::vector<double> latencies_us;
+  latencies_us.reserve(o.messages);
+  uint64_t published = 0, received = 0;
+  bool out_of_order = false;
+  msg_handler on_msg = [&](const char* data, size_t size) {
+    wire_header h{};
+    if (!decode(data, size, h)) return;
+    if (h.seq != received) out_of_order = true;
+    latencies_us.push_back(static_cast<double>(now_ns() - h.send_ns) / 1e3);
+    ++received;
+  };
+  std::string payload(o.payload, 'x');
+  const int64_t t0 = now_ns();
+  const int64_t give_up = t0 + static_cast<int64_t>(o.timeout_seconds * 1e9);
+  while (received < o.messages) {
+    if (now_ns() > give_up) {
+      error = "nats loopback: " + std::to_string(received) + " of " + std::to_string(o.messages) +
+              " messages came back within " + std::to_string(o.timeout_seconds) + " s";
+      return std::nullopt;
+    }
+    while (published < o.messages && published - received < o.window) {
+      wire_header h{payload_magic, 0, 0, published, now_ns()};
+      std::memcpy(payload.data(), &h, sizeof h);
+      conn.publish(loop_subject, payload.data(), payload.size());
+      ++published;
+    }
+    if (!conn.pump(ns_per_ms, on_msg)) {
+      error = "nats loopback: " + conn.error();
+      return std::nullopt;
+    }
+  }
+  result.seconds = static_cast<double>(now_ns() - t0) / 1e9;
+  result.messages_per_s = static_cast<double>(o.messages) / result.seconds;
+  std::sort(latencies_us.begin(), latencies_us.end());
+  result.p50_us = percentile_sorted(latencies_us, 0.50);
+  result.p99_us = percentile_sorted(latencies_us, 0.99);
+  result.in_order = !out_of_order;
   return result;
 }
 

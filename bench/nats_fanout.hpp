@@ -62,6 +62,29 @@ struct nats_fanout_result {
 std::optional<nats_fanout_result> run_nats_fanout(const nats_fanout_options& options,
                                                   std::string& error);
 
+// The events benchmark's reference (cmesh bench events): one connection subscribed to a subject
+// publishes `messages` messages of `payload` bytes to it through nats-server (echo on), at most
+// `window` published and not yet back. Reported: wall time from the first publish to the last
+// receipt, messages per second, and each message's publish-to-receipt latency (steady_clock, one
+// process).
+struct nats_loopback_options {
+  std::string server_path = "/usr/sbin/nats-server";
+  uint64_t messages = 100000;
+  size_t payload = 64;     // at least 24 (the header)
+  uint64_t window = 1024;
+  double timeout_seconds = 60;
+};
+
+struct nats_loopback_result {
+  double seconds = 0;
+  double messages_per_s = 0;
+  double p50_us = 0, p99_us = 0;
+  bool in_order = true;  // every message came back in publish order
+  std::string server_version;
+};
+
+std::optional<nats_loopback_result> run_nats_loopback(const nats_loopback_options& options, std::string& error);
+
 // True if `path` (or, for a name without '/', some PATH entry) is an executable regular file.
 bool nats_server_available(const std::string& path);
 
