@@ -894,3 +894,17 @@ TEST_CASE("events machine: the same seed gives the same picks and the same traff
   CHECK(a == trace(5));
   CHECK(a != trace(6));
 }
+
+TEST_CASE("events publish: with no listener anywhere a subject is only counted, but an inbox still goes to its node") {
+  cluster c(2);
+  auto out = c.publish(1, "audit.trail.x", "nobody");
+  CHECK(out.sends.empty());
+  CHECK(out.deliveries.empty());
+  CHECK(c.at(1).statistics().unmatched == 1);
+  CHECK(c.at(1).statistics().published == 1);
+  // No subscription on either node, yet a reply to node 0's inbox must reach node 0.
+  out = c.publish(1, c.at(0).inbox_prefix() + "7", "late reply");
+  REQUIRE(out.sends.size() == 1);
+  CHECK(out.sends[0].to == node(0));
+  CHECK(c.at(1).statistics().unmatched == 1);
+}
