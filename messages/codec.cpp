@@ -1,5 +1,7 @@
 #include "messages/codec.hpp"
 
+#include <cassert>
+
 #include <algorithm>
 #include <limits>
 #include <new>
@@ -163,6 +165,54 @@ result<bytes> encode_envelope(const envelope& env, size_t bytes_max) {
   } catch (...) {
     return error{errc::too_large, "cannot encode envelope"};
   }
+}
+
+bytes encode_bundle(const std::vector<bytes>& envelopes) {
+  assert(envelopes.size() >= 2);
+  size_t total = bundle_overhead(envelopes.size());
+  for (const auto& e : envelopes) total += e.size();
+  msgpack::sbuffer buffer(total);
+  msgpack::packer<msgpack::sbuffer> packer(buffer);
+  packer.pack_array(static_cast<uint32_t>(envelopes.size() + 1));
+  packer.pack_str(static_cast<uint32_t>(bundle_tag.size()));
+  packer.pack_str_body(bundle_tag.data(), static_cast<uint32_t>(bundle_tag.size()));
+  for (const auto& e : envelopes) {
+    packer.pack_bin(static_cast<uint32_t>(e.size()));
+    packer.pack_bin_body(reinterpret_cast<const char*>(e.data()), static_cast<uint32_t>(e.size()));
+  }
+  return codec_detail::to_bytes(buffer);
+}
+
+bool is_bundle(const uint8_t* data, size_t size) {
+  // fixarray (0x90-0x9f), array16 (0xdc) or array32 (0xdd), then a fixstr (0xa0-0xbf).
+  if (size < 2) return false;
+  size_t first = 1;
+  if (data[0] == 0xdc) first = 3;
+  else if (data[0] == 0xdd) first = 5;
+  else if ((data[0] & 0xf0) != 0x90) return false;
+  return size > first && (data[first] & 0xe0) == 0xa0;
+}
+
+result<std::vector<std::pair<const uint8_t*, size_t>>> split_bundle(const uint8_t* data, size_t size) {
+  auto handle = codec_detail::unpack_object(data, size, limits::envelope_bytes_max, "bundle");
+  if (!handle) return handle.err();
+  const msgpack::object& o = handle->get();
+  if (o.type != msgpack::type::ARRAY || o.via.array.size < 3)
+    return error{errc::malformed, "a bundle is an array of a tag and at least 2 envelopes"};
+  const msgpack::object& tag = o.via.array.ptr[0];
+  if (tag.type != msgpack::type::STR ||
+      std::string_view(tag.via.str.ptr, tag.via.str.size) != bundle_tag)
+    return error{errc::malformed, "unknown bundle tag"};
+  std::vector<std::pair<const uint8_t*, size_t>> out;
+  out.reserve(o.via.array.size - 1);
+  for (uint32_t i = 1; i < o.via.array.size; ++i) {
+    const msgpack::object& e = o.via.array.ptr[i];
+    if (e.type != msgpack::type::BIN)
+      return error{errc::malformed, "bundle element " + std::to_string(i) + " is not a bin"};
+    // reference_input: the bin body points into `data` itself.
+    out.emplace_back(reinterpret_cast<const uint8_t*>(e.via.bin.ptr), e.via.bin.size);
+  }
+  return out;
 }
 
 result<envelope> decode_envelope(const uint8_t* data, size_t size, size_t bytes_max) {

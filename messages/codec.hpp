@@ -23,6 +23,9 @@
 #include <cstring>
 #include <exception>
 #include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
 
 #include <msgpack.hpp>
 
@@ -53,6 +56,29 @@ result<bytes> encode_envelope(const envelope& env, size_t bytes_max = limits::en
 // Errors: too_large (size > bytes_max), truncated, malformed, unsupported_version.
 result<envelope> decode_envelope(const uint8_t* data, size_t size,
                                  size_t bytes_max = limits::envelope_bytes_max);
+
+// ---- bundles: several envelopes in one data frame (docs/wire-protocol.md §6) ----------------
+//
+// Wire form: a msgpack array of k + 1 elements, k >= 2: the string "b1", then k bins, each one
+// encoded envelope. An envelope's first element is an unsigned integer, a bundle's a string, so a
+// receiver tells them apart by the first element. The whole bundle is at most
+// limits::envelope_bytes_max, like one envelope, so the frame limit does not change.
+inline constexpr std::string_view bundle_tag = "b1";
+
+// Bytes a bundle adds around `count` envelopes of `total` bytes (an upper bound).
+inline size_t bundle_overhead(size_t count) { return 8 + 3 + count * 5; }
+
+// Encodes envelopes (each already encoded) as one bundle. REQUIRES: at least 2, and the result
+// within limits::envelope_bytes_max (use bundle_overhead to plan).
+bytes encode_bundle(const std::vector<bytes>& envelopes);
+
+// Whether `data` is a bundle (an array whose first element is a string); a plain envelope or
+// garbage answers false (the envelope decoder then judges it).
+bool is_bundle(const uint8_t* data, size_t size);
+
+// The envelopes of a bundle, as (pointer, size) views into `data` (valid while `data` is).
+// Errors: malformed (not a bundle of at least 2 bins after the tag), too_large, truncated.
+result<std::vector<std::pair<const uint8_t*, size_t>>> split_bundle(const uint8_t* data, size_t size);
 
 namespace codec_detail {
 

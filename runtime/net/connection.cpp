@@ -37,6 +37,12 @@ struct connection_state {
   uint64_t unacked_bytes = 0;       // handed to the socket, not yet written by the kernel
   std::deque<bytes> backlog;        // frames waiting while the socket is backed up
   size_t backlog_bytes = 0;
+  // Envelopes handed to us since the last seal: sealed together, as one bundle when there are
+  // several (one AEAD box and one frame for a burst), when the seal message we send ourselves
+  // comes round, or at once when they reach a bundle's size limit.
+  std::vector<bytes> outbox;
+  size_t outbox_bytes = 0;
+  bool seal_scheduled = false;
   uint64_t dropped_frames = 0;
   std::string remote;               // "ip:port" for log lines
 };
@@ -70,8 +76,8 @@ void finish(caf::io::broker* self, caf::io::connection_handle handle, const caf:
 }
 
 void send_frame(caf::io::broker* self, caf::io::connection_handle handle, const state_ptr& st,
-                const bytes& envelope) {
-  auto sealed = st->channel->seal(envelope.data(), envelope.size());
+                const bytes& plaintext) {
+  auto sealed = st->channel->seal(plaintext.data(), plaintext.size());
   if (!sealed) {
     report(st, "send_error", sealed.err().describe());
     return;
@@ -91,6 +97,30 @@ void send_frame(caf::io::broker* self, caf::io::connection_handle handle, const 
   }
   st->backlog_bytes += frame.size();
   st->backlog.push_back(std::move(frame));
+}
+
+// Seals what the outbox holds: one envelope as itself, several as one bundle.
+void seal_outbox(caf::io::broker* self, caf::io::connection_handle handle, const state_ptr& st) {
+  if (st->outbox.empty()) return;
+  if (st->outbox.size() == 1) send_frame(self, handle, st, st->outbox.front());
+  else send_frame(self, handle, st, encode_bundle(st->outbox));
+  st->outbox.clear();
+  st->outbox_bytes = 0;
+}
+
+// Queues an envelope for the next seal. A bundle never exceeds an envelope's limit: an envelope
+// that would not fit seals the outbox first.
+void enqueue(caf::io::broker* self, caf::io::connection_handle handle, const state_ptr& st, bytes envelope) {
+  const size_t limit = limits::envelope_bytes_max;
+  if (!st->outbox.empty() &&
+      st->outbox_bytes + envelope.size() + bundle_overhead(st->outbox.size() + 1) > limit)
+    seal_outbox(self, handle, st);
+  st->outbox_bytes += envelope.size();
+  st->outbox.push_back(std::move(envelope));
+  if (!st->seal_scheduled) {
+    st->seal_scheduled = true;
+    self->send(self, seal_atom::value);
+  }
 }
 
 void drain_backlog(caf::io::broker* self, caf::io::connection_handle handle, const state_ptr& st) {
@@ -123,11 +153,34 @@ status on_frame(caf::io::broker* self, caf::io::connection_handle handle,
   }
   auto plaintext = st->channel->open(body.data(), body.size());
   if (!plaintext) return plaintext.err();
-  auto env = decode_envelope(plaintext->data(), plaintext->size());
-  if (!env) return env.err();
-  if (env->source != st->peer)
-    return {errc::malformed, "envelope claims another source than the authenticated peer"};
-  self->send(manager, deliver_atom::value, st->peer, env->service, std::move(*plaintext));
+  // Every envelope is checked before any is delivered: a bundle with one bad envelope closes the
+  // connection without delivering the others (the same rule as for a bad frame).
+  auto check = [&](const uint8_t* data, size_t size) -> result<uint16_t> {
+    auto env = decode_envelope(data, size);
+    if (!env) return env.err();
+    if (env->source != st->peer)
+      return error{errc::malformed, "envelope claims another source than the authenticated peer"};
+    return env->service;
+  };
+  if (!is_bundle(plaintext->data(), plaintext->size())) {
+    auto service = check(plaintext->data(), plaintext->size());
+    if (!service) return service.err();
+    self->send(manager, deliver_atom::value, st->peer, *service, std::move(*plaintext));
+    return {};
+  }
+  auto parts = split_bundle(plaintext->data(), plaintext->size());
+  if (!parts) return parts.err();
+  std::vector<uint16_t> services;
+  services.reserve(parts->size());
+  for (const auto& [data, size] : *parts) {
+    auto service = check(data, size);
+    if (!service) return service.err();
+    services.push_back(*service);
+  }
+  for (size_t i = 0; i < parts->size(); ++i) {
+    const auto& [data, size] = (*parts)[i];
+    self->send(manager, deliver_atom::value, st->peer, services[i], bytes(data, data + size));
+  }
   return {};
 }
 
@@ -170,10 +223,15 @@ caf::behavior connection_broker(caf::io::broker* self, caf::io::connection_handl
       if (st->closing && st->backlog.empty() && st->unacked_bytes == 0)
         finish(self, handle, manager, st, "", false);
     },
-    [=](frame_atom, const bytes& envelope) {
-      if (st->up && !st->closing && !st->finished) send_frame(self, handle, st, envelope);
+    [=](frame_atom, bytes& envelope) {
+      if (st->up && !st->closing && !st->finished) enqueue(self, handle, st, std::move(envelope));
+    },
+    [=](seal_atom) {
+      st->seal_scheduled = false;
+      if (st->up && !st->finished) seal_outbox(self, handle, st);
     },
     [=](close_atom) {
+      if (!st->finished) seal_outbox(self, handle, st);  // what was handed to us before the close
       if (st->closing) return finish(self, handle, manager, st, "", false);  // waited long enough
       st->closing = true;
       if (st->backlog.empty() && st->unacked_bytes == 0) finish(self, handle, manager, st, "", false);

@@ -12,5 +12,6 @@ using dial_done_atom = caf::atom_constant<caf::atom("dial_done")>;  // dialer ->
 using redial_atom = caf::atom_constant<caf::atom("redial")>;        // manager -> itself
 using timeout_atom = caf::atom_constant<caf::atom("hs_timeout")>;   // conn -> itself
 using close_atom = caf::atom_constant<caf::atom("close")>;          // manager -> conn
+using seal_atom = caf::atom_constant<caf::atom("seal")>;            // conn -> itself: seal the outbox
 
 }  // namespace cmesh::net

@@ -116,24 +116,37 @@ struct raw_client {
     channel.emplace(hs.outcome().keys);
     peer = hs.outcome().peer;
   }
-  cmesh::bytes sealed_ping(uint64_t nonce) {
-    auto env = cmesh::encode_message(id.public_key, 0, cmesh::peer::ping{nonce, ""});
+  cmesh::bytes ping_envelope(uint64_t nonce, const cmesh::node_id& source) {
+    auto env = cmesh::encode_message(source, 0, cmesh::peer::ping{nonce, ""});
     REQUIRE(env.ok());
-    auto body = channel->seal(env->data(), env->size());
+    return *env;
+  }
+  cmesh::bytes sealed(const cmesh::bytes& plaintext) {
+    auto body = channel->seal(plaintext.data(), plaintext.size());
     REQUIRE(body.ok());
     return cmesh::frame_with_length(*body);
   }
-  // True if the node answers with a frame that decrypts to a pong (skipping the peer-list sample
-  // a node sends every new connection).
-  bool got_pong() {
+  cmesh::bytes sealed_ping(uint64_t nonce) { return sealed(ping_envelope(nonce, id.public_key)); }
+  // True once the node has answered `wanted` pongs (skipping the peer-list sample and the other
+  // greetings a node sends every new connection; several envelopes may share a frame, a bundle).
+  bool got_pong(int wanted = 1) {
+    int pongs = 0;
     for (int frames = 0; frames < 64; ++frames) {  // the node's services greet a new peer too
       auto frame = read_frame();
       if (!frame) return false;
       auto plain = channel->open(frame->data(), frame->size());
       if (!plain) return false;
-      auto env = cmesh::decode_envelope(plain->data(), plain->size());
-      if (!env) return false;
-      if (env->type == cmesh::peer::pong::type_id) return true;
+      std::vector<std::pair<const uint8_t*, size_t>> parts = {{plain->data(), plain->size()}};
+      if (cmesh::is_bundle(plain->data(), plain->size())) {
+        auto split = cmesh::split_bundle(plain->data(), plain->size());
+        if (!split) return false;
+        parts = *split;
+      }
+      for (const auto& [data, size] : parts) {
+        auto env = cmesh::decode_envelope(data, size);
+        if (!env) return false;
+        if (env->type == cmesh::peer::pong::type_id && ++pongs == wanted) return true;
+      }
     }
     return false;
   }
@@ -226,6 +239,27 @@ TEST_CASE("real mesh: hostile bytes close only their own connection and the node
     client.send_raw(frame);
     CHECK(client.got_pong());
     client.send_raw(frame);  // same bytes again: the counter nonce has moved on
+    CHECK(client.closed_by_peer());
+  }
+  SUBCASE("a bundle of two envelopes in one frame is two messages") {
+    raw_client client(port);
+    client.handshake();
+    client.send_raw(client.sealed(cmesh::encode_bundle(
+        {client.ping_envelope(11, client.id.public_key), client.ping_envelope(12, client.id.public_key)})));
+    CHECK(client.got_pong(2));
+    // Then one of them claiming another source: the whole frame is refused, the connection closed.
+    const cmesh::identity other = cmesh::identity::generate();
+    client.send_raw(client.sealed(cmesh::encode_bundle(
+        {client.ping_envelope(13, client.id.public_key), client.ping_envelope(14, other.public_key)})));
+    CHECK(client.closed_by_peer());
+  }
+  SUBCASE("a bundle that is not one (bad tag) closes the connection") {
+    raw_client client(port);
+    client.handshake();
+    cmesh::bytes bundle = cmesh::encode_bundle(
+        {client.ping_envelope(21, client.id.public_key), client.ping_envelope(22, client.id.public_key)});
+    bundle[2] = 'x';  // "b1" -> "x1"
+    client.send_raw(client.sealed(bundle));
     CHECK(client.closed_by_peer());
   }
   SUBCASE("oversized frame length") {

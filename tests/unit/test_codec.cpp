@@ -348,3 +348,50 @@ TEST_CASE("codec: random byte strings never crash") {
   }
   CHECK(decoded < 20000);
 }
+
+TEST_CASE("codec: bundles carry several envelopes and are told apart from one envelope") {
+  const envelope a = sample_envelope();
+  envelope b = sample_envelope();
+  b.correlation = 99;
+  b.payload.assign(300, 7);
+  const bytes ea = encoded(a), eb = encoded(b);
+  CHECK_FALSE(is_bundle(ea.data(), ea.size()));
+  const bytes bundle = encode_bundle({ea, eb, ea});
+  CHECK(is_bundle(bundle.data(), bundle.size()));
+  CHECK(bundle.size() <= ea.size() * 2 + eb.size() + bundle_overhead(3));
+  auto parts = split_bundle(bundle.data(), bundle.size());
+  REQUIRE(parts.ok());
+  REQUIRE(parts->size() == 3);
+  auto second = decode_envelope((*parts)[1].first, (*parts)[1].second);
+  REQUIRE(second.ok());
+  CHECK(*second == b);
+  CHECK(bytes((*parts)[2].first, (*parts)[2].first + (*parts)[2].second) == ea);
+  // A bundle bigger than 15 envelopes uses a longer array header; still a bundle.
+  const bytes many = encode_bundle(std::vector<bytes>(20, ea));
+  CHECK(is_bundle(many.data(), many.size()));
+  CHECK(split_bundle(many.data(), many.size())->size() == 20);
+
+  SUBCASE("malformed bundles are refused") {
+    bytes tag = bundle;
+    tag[2] = 'x';
+    CHECK(split_bundle(tag.data(), tag.size()).err().code == errc::malformed);
+    // Only one envelope after the tag.
+    msgpack::sbuffer one;
+    msgpack::packer<msgpack::sbuffer> p1(one);
+    p1.pack_array(2);
+    p1.pack(std::string("b1"));
+    p1.pack_bin(static_cast<uint32_t>(ea.size()));
+    p1.pack_bin_body(reinterpret_cast<const char*>(ea.data()), static_cast<uint32_t>(ea.size()));
+    CHECK(split_bundle(reinterpret_cast<const uint8_t*>(one.data()), one.size()).err().code == errc::malformed);
+    // An element that is not a bin.
+    msgpack::sbuffer mixed;
+    msgpack::packer<msgpack::sbuffer> p2(mixed);
+    p2.pack_array(3);
+    p2.pack(std::string("b1"));
+    p2.pack(uint64_t{5});
+    p2.pack(uint64_t{6});
+    CHECK(split_bundle(reinterpret_cast<const uint8_t*>(mixed.data()), mixed.size()).err().code == errc::malformed);
+    // Truncated anywhere: an error, never a crash.
+    for (size_t cut = 0; cut < bundle.size(); ++cut) CHECK_FALSE(split_bundle(bundle.data(), cut).ok());
+  }
+}
