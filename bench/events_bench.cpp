@@ -3,8 +3,10 @@
 // messages of B bytes to that subject through the broker, at most W published and not yet back.
 //   cmesh: a `cmesh node` process (the events bus behind the encrypted transport); the client is
 //          this process, with an IAM session for events.read and events.publish (docs/iam.md §13).
-//          Every publish is acknowledged by the node (client_reply), and the client acknowledges
-//          deliveries in groups of 256 (client_ack), as the events client protocol asks.
+//          Publishes go with correlation 0 (not acknowledged, as NATS's PUB; a refusal would
+//          still be answered), and the client acknowledges deliveries in groups of 256
+//          (client_ack), as the events client protocol asks.
+//   cmesh-acked: the same with every publish acknowledged by the node (client_reply).
 //   nats:  nats-server on loopback; the client is the minimal NATS client of nats_fanout.cpp with
 //          echo on (plain TCP, no TLS, no authentication, fire-and-forget PUB).
 // Reported per mode: wall time from the first publish to the last receipt, messages per second,
@@ -50,7 +52,7 @@ constexpr const char* loop_subject = "bench.events";
 constexpr uint32_t ack_every = 256;
 
 struct run_params {
-  std::string mode;  // cmesh | nats
+  std::string mode;  // cmesh (publishes not acknowledged) | cmesh-acked | nats
   std::string dir;
   uint64_t messages = 100000;
   uint32_t payload = 64;
@@ -118,7 +120,9 @@ void publish_more(driver_actor* self) {
     events::client_publish m;
     m.subject = loop_subject;
     m.payload = st.payload;
-    auto encoded = encode_message(st.p.self, 2 + seq, m);
+    // Correlation 0: fire-and-forget, as NATS's PUB; otherwise the node acknowledges each.
+    const uint64_t correlation = st.p.run.mode == "cmesh-acked" ? 2 + seq : 0;
+    auto encoded = encode_message(st.p.self, correlation, m);
     if (!encoded) return finish(self, "cannot encode a publish: " + encoded.err().describe());
     send_message(self, *encoded);
   }
@@ -274,8 +278,8 @@ cli::command_spec run_spec() {
   cli::command_spec s;
   s.name = "cmesh bench events-run";
   s.summary = "One events benchmark run (a child process of cmesh bench events).";
-  s.usage = "cmesh bench events-run --mode cmesh|nats --dir DIR [--messages N] [--payload B] [--window W]";
-  s.options = {{"mode", "M", "cmesh or nats", ""},
+  s.usage = "cmesh bench events-run --mode cmesh|cmesh-acked|nats --dir DIR [--messages N] [--payload B] [--window W]";
+  s.options = {{"mode", "M", "cmesh, cmesh-acked or nats", ""},
                {"dir", "DIR", "data folder for this run", ""},
                {"messages", "N", "messages published", "100000"},
                {"payload", "B", "bytes per message (at least 24)", "64"},
@@ -287,16 +291,17 @@ cli::command_spec bench_spec() {
   cli::command_spec s;
   s.name = "cmesh bench events";
   s.summary = "The events bus against nats-server: one client publishing to a subject it subscribes to.";
-  s.usage = "cmesh bench events [--messages N] [--payload B] [--window W] [--runs R] [--only cmesh|nats] [--out DIR]";
+  s.usage = "cmesh bench events [--messages N] [--payload B] [--window W] [--runs R] [--only cmesh|cmesh-acked|nats] [--out DIR]";
   s.options = {{"messages", "N", "messages per run", "100000"},
                {"payload", "B", "bytes per message (at least 24)", "64"},
                {"window", "W", "messages published and not yet back", "1024"},
                {"runs", "R", "runs per mode (medians are reported)", "3"},
-               {"only", "MODE", "run only cmesh or nats", ""},
+               {"only", "MODE", "run only cmesh, cmesh-acked or nats", ""},
                {"out", "DIR", "folder for events.csv", "./bench-results"}};
   s.epilog =
       "cmesh: a `cmesh node` process; the client holds an IAM session and talks the events client\n"
-      "protocol over the encrypted transport (each publish acknowledged by the node).\n"
+      "protocol over the encrypted transport, publishing without acknowledgements (as NATS's PUB).\n"
+      "cmesh-acked: the same, every publish acknowledged by the node.\n"
       "nats: nats-server (Debian's package) with a plain-TCP client, echo on.\n"
       "Results: docs/benchmarks.md.\n";
   return s;
@@ -315,13 +320,14 @@ int run_events_run(int argc, char** argv) {
   auto messages = cli::get_unsigned(*parsed, "messages", 100000, 1, 100'000'000);
   auto payload = cli::get_unsigned(*parsed, "payload", 64, 24, 1'000'000);
   auto window = cli::get_unsigned(*parsed, "window", 1024, 1, 65536);
-  if ((p.mode != "cmesh" && p.mode != "nats") || p.dir.empty() || !messages || !payload || !window)
-    return cli::usage_error(spec, "--mode cmesh|nats and --dir are required; --payload 24..1000000, --window 1..65536");
+  if ((p.mode != "cmesh" && p.mode != "cmesh-acked" && p.mode != "nats") || p.dir.empty() || !messages ||
+      !payload || !window)
+    return cli::usage_error(spec, "--mode cmesh|cmesh-acked|nats and --dir are required; --payload 24..1000000, --window 1..65536");
   p.messages = *messages;
   p.payload = static_cast<uint32_t>(*payload);
   p.window = static_cast<uint32_t>(*window);
   crypto_init();
-  auto out = p.mode == "cmesh" ? run_cmesh(p) : run_nats(p);
+  auto out = p.mode == "nats" ? run_nats(p) : run_cmesh(p);
   if (!out.latencies_us.empty()) {
     out.p50_us = percentile(out.latencies_us, 0.5);
     out.p99_us = percentile(out.latencies_us, 0.99);
@@ -348,12 +354,14 @@ int run_events_bench(int argc, char** argv) {
   auto payload = cli::get_unsigned(*parsed, "payload", 64, 24, 1'000'000);
   auto window = cli::get_unsigned(*parsed, "window", 1024, 1, 65536);
   const std::string only = parsed->get("only");
-  if (!runs || !messages || !payload || !window || (!only.empty() && only != "cmesh" && only != "nats"))
+  if (!runs || !messages || !payload || !window ||
+      (!only.empty() && only != "cmesh" && only != "cmesh-acked" && only != "nats"))
     return cli::usage_error(spec, "bad --runs, --messages, --payload, --window or --only");
   const std::string out_dir = parsed->get("out", "./bench-results");
   std::filesystem::create_directories(out_dir);
   std::vector<std::string> modes;
   if (only.empty() || only == "cmesh") modes.push_back("cmesh");
+  if (only.empty() || only == "cmesh-acked") modes.push_back("cmesh-acked");
   if (only.empty() || only == "nats") {
     if (nats_server_available("/usr/sbin/nats-server")) modes.push_back("nats");
     else std::fprintf(stderr, "nats-server not found at /usr/sbin/nats-server (apt-get install nats-server): no reference\n");
@@ -387,7 +395,7 @@ int run_events_bench(int argc, char** argv) {
   std::vector<std::string> rows;
   for (const auto& mode : modes) {
     if (wall[mode].empty()) continue;
-    std::printf("%-5s %llu messages of %llu bytes, window %llu, median of %zu: %.1f ms, %.0f messages/s, p50 %.0f us, "
+    std::printf("%-11s %llu messages of %llu bytes, window %llu, median of %zu: %.1f ms, %.0f messages/s, p50 %.0f us, "
                 "p99 %.0f us, peak %.0f MiB (client process)\n",
                 mode.c_str(), static_cast<unsigned long long>(*messages), static_cast<unsigned long long>(*payload),
                 static_cast<unsigned long long>(*window), wall[mode].size(), median(wall[mode]), median(per_s[mode]),
@@ -397,8 +405,9 @@ int run_events_bench(int argc, char** argv) {
                           static_cast<unsigned long long>(*window), wall[mode].size(), median(wall[mode]),
                           median(per_s[mode]), median(p50[mode]), median(p99[mode]), median(rss[mode])));
   }
-  if (!per_s["cmesh"].empty() && !per_s["nats"].empty())
-    std::printf("ratio cmesh/nats (messages/s): %.3f\n", median(per_s["cmesh"]) / median(per_s["nats"]));
+  for (const char* mode : {"cmesh", "cmesh-acked"})
+    if (!per_s[mode].empty() && !per_s["nats"].empty())
+      std::printf("ratio %s/nats (messages/s): %.3f\n", mode, median(per_s[mode]) / median(per_s["nats"]));
   write_csv(out_dir, "events", "mode,messages,payload,window,runs,wall_ms,messages_per_s,p50_us,p99_us,peak_mib", rows);
   std::printf("csv: %s/events.csv\n", out_dir.c_str());
   return result;

@@ -131,7 +131,9 @@ struct client_unsubscribe {
 };
 
 // Publishes on the node. Answered with a client_reply whose `interest` says whether any
-// subscription (local or a peer's, as the node knows it) matched.
+// subscription (local or a peer's, as the node knows it) matched. Sent with correlation 0, it is
+// not acknowledged when it succeeds (fire-and-forget, as NATS's PUB); a refusal is still answered,
+// with correlation 0.
 struct client_publish {
   static constexpr uint16_t service_id = events_service;
   static constexpr uint16_t type_id = 12;

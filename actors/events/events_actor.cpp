@@ -377,17 +377,21 @@ void on_publish(events_actor* self, const node_id& from, uint64_t correlation,
     reply_client(self, from, correlation, std::move(reply));
     return;
   }
-  const bool interest = st.bus->has_interest(request.subject);
+  // Correlation 0 asks for no acknowledgement (NATS's PUB): a publish that succeeds is not
+  // answered, a refused one still is, so a refusal is never silent.
+  const bool acknowledge = correlation != 0;
+  const bool interest = acknowledge && st.bus->has_interest(request.subject);
   effects out;
   auto s = st.bus->publish(request.subject, request.reply_to, std::move(request.payload),
                            now_us(self), out);
   if (!s.ok()) {
     reply.status = status_of(s);
     reply.reason = s.describe();
-  } else {
+    reply_client(self, from, correlation, std::move(reply));
+  } else if (acknowledge) {
     reply.interest = interest;
+    reply_client(self, from, correlation, std::move(reply));
   }
-  reply_client(self, from, correlation, std::move(reply));
   carry_out(self, out);
 }
 

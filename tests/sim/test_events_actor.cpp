@@ -443,3 +443,30 @@ TEST_CASE_FIXTURE(fixture, "events actor: in-process subscribers get messages an
   CHECK(deltas[0].message.changes[0].count == 0);
   CHECK(sink.count("unsubscribed", "subscriber terminated") == 1);
 }
+
+TEST_CASE_FIXTURE(fixture, "events actor: a publish with correlation 0 is delivered without an acknowledgement, but its refusal is still answered") {
+  up(client);
+  subscribe("fire.*");
+  log->clear();
+  client_publish p;
+  p.subject = "fire.and";
+  p.payload = {'f'};
+  deliver(client, encode(client, 0, p));
+  CHECK(sent_as<client_reply>(client).empty());
+  REQUIRE(sent_as<client_message>(client).size() == 1);
+  CHECK(sent_as<client_message>(client)[0].message.subject == "fire.and");
+  // The same with a correlation is acknowledged.
+  log->clear();
+  deliver(client, encode(client, 5, p));
+  REQUIRE(sent_as<client_reply>(client).size() == 1);
+  CHECK(sent_as<client_reply>(client)[0].correlation == 5);
+  // A refused fire-and-forget publish is not silent.
+  log->clear();
+  p.subject = "bad..subject";
+  deliver(client, encode(client, 0, p));
+  auto refused = sent_as<client_reply>(client);
+  REQUIRE(refused.size() == 1);
+  CHECK(refused[0].correlation == 0);
+  CHECK(refused[0].message.status == client_bad_request);
+  CHECK(sent_as<client_message>(client).empty());
+}
