@@ -654,14 +654,26 @@ caf::behavior run(events_actor* self, caf::actor transport, caf::actor membershi
     [=](iam::iam_revoked_atom, const node_id&, const std::string& token_id, int64_t) {
       on_session_ended(self, token_id, "session revoked");
     },
-    [=](events_pub_batch_atom, const std::vector<std::string>& subjects, std::vector<bytes>& payloads) {
+    [=](events_pub_packed_atom, const std::string& subjects, const std::vector<uint32_t>& subject_ends,
+        const bytes& payloads, const std::vector<uint32_t>& payload_ends) {
       auto& s = self->state;
       effects out;
-      const size_t count = std::min(subjects.size(), payloads.size());
+      const size_t count = std::min(subject_ends.size(), payload_ends.size());
+      uint32_t subject_at = 0, payload_at = 0;
       for (size_t i = 0; i < count; ++i) {
-        // publish() validates the subject.
-        auto status = s.bus->publish(subjects[i], std::string(), std::move(payloads[i]), now_us(self), out);
-        if (!status.ok()) record(self, "publish_refused", s.ctx.self, subjects[i] + ": " + status.describe(), 0);
+        const uint32_t subject_end = subject_ends[i], payload_end = payload_ends[i];
+        if (subject_end < subject_at || subject_end > subjects.size() || payload_end < payload_at ||
+            payload_end > payloads.size()) {
+          record(self, "publish_refused", s.ctx.self, "packed publishes with bad offsets", 0);
+          break;
+        }
+        const std::string_view subject(subjects.data() + subject_at, subject_end - subject_at);
+        auto status = s.bus->publish_view(subject, payloads.data() + payload_at, payload_end - payload_at,
+                                          now_us(self), out);
+        if (!status.ok())
+          record(self, "publish_refused", s.ctx.self, std::string(subject) + ": " + status.describe(), 0);
+        subject_at = subject_end;
+        payload_at = payload_end;
       }
       carry_out(self, out);
     },

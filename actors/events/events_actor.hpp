@@ -19,7 +19,8 @@
 //   (events_unsub_atom, uint64_t sid) -> (uint16_t status, std::string reason)
 //   (events_pub_atom, std::string subject, std::string reply_to, bytes payload)
 //       -> (uint16_t status, std::string reason, bool interest)
-//   (events_pub_batch_atom, std::vector<std::string> subjects, std::vector<bytes> payloads)
+//   (events_pub_packed_atom, std::string subjects, std::vector<uint32_t> subject_ends, bytes payloads,
+//    std::vector<uint32_t> payload_ends)
 //       no answer: publishes each (subject i, payload i) in order, no reply subject; a refused one
 //       is logged (`publish_refused`) and skipped. For producers of many small messages at once
 //       (the router's audit trail), one mailbox message instead of two per publish.
@@ -60,7 +61,11 @@ namespace cmesh::events {
 using events_sub_atom = caf::atom_constant<caf::atom("ev_sub")>;
 using events_unsub_atom = caf::atom_constant<caf::atom("ev_unsub")>;
 using events_pub_atom = caf::atom_constant<caf::atom("ev_pub")>;
-using events_pub_batch_atom = caf::atom_constant<caf::atom("ev_pubs")>;
+// (events_pub_packed_atom, std::string subjects, std::vector<uint32_t> subject_ends, bytes payloads,
+//  std::vector<uint32_t> payload_ends): many publishes in four buffers (message i is
+// subjects[subject_ends[i-1], subject_ends[i]) and the same for its payload), so a burst costs four
+// allocations, not two per message. No reply; refusals are logged.
+using events_pub_packed_atom = caf::atom_constant<caf::atom("ev_pubp")>;
 using events_request_atom = caf::atom_constant<caf::atom("ev_req")>;
 using events_msg_atom = caf::atom_constant<caf::atom("ev_msg")>;
 using events_slow_atom = caf::atom_constant<caf::atom("ev_slow")>;

@@ -205,6 +205,22 @@ status machine::publish(const std::string& subject, const std::string& reply_to,
   return ok_status();
 }
 
+status machine::publish_view(std::string_view subject, const uint8_t* payload, size_t payload_size,
+                             int64_t now_us, effects& out) {
+  if (auto e = validate_subject(subject)) return e;
+  if (payload_size > config_.payload_bytes_max)
+    return error{errc::too_large, "events: payload of " + std::to_string(payload_size) +
+                                      " bytes exceeds " + std::to_string(config_.payload_bytes_max)};
+  ++stats_.published;
+  if (local_index_.empty() && remote_index_.empty() && subject.compare(0, inbox_root.size(), inbox_root) != 0) {
+    ++stats_.unmatched;
+    return ok_status();
+  }
+  route(std::string(subject), std::string(), std::make_shared<const bytes>(payload, payload + payload_size), now_us,
+        out);
+  return ok_status();
+}
+
 result<uint64_t> machine::request(const std::string& subject, bytes payload, int64_t timeout_us,
                                   int64_t now_us, effects& out) {
   if (auto e = validate_subject(subject)) return e;

@@ -233,6 +233,10 @@ public:
   // Errors: invalid_argument (subject, reply subject), too_large (payload_bytes_max).
   status publish(const std::string& subject, const std::string& reply_to, bytes payload,
                  int64_t now_us, effects& out);
+  // The same without a reply subject, from views: nothing is copied unless the message is routed
+  // (with nobody listening anywhere it is only counted).
+  status publish_view(std::string_view subject, const uint8_t* payload, size_t payload_size, int64_t now_us,
+                      effects& out);
 
   // Publishes `payload` on `subject` with reply subject `_INBOX.<node hex>.<request id>` and
   // waits for the first message on that inbox until now_us + timeout_us. Returns the request id.

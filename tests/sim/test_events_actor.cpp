@@ -470,3 +470,40 @@ TEST_CASE_FIXTURE(fixture, "events actor: a publish with correlation 0 is delive
   CHECK(refused[0].message.status == client_bad_request);
   CHECK(sent_as<client_message>(client).empty());
 }
+
+TEST_CASE_FIXTURE(fixture, "events actor: packed publishes are published in order, a bad subject is skipped and logged, bad offsets stop the batch") {
+  up(client);
+  subscribe("audit.>");
+  log->clear();
+  auto send_packed = [&](const std::vector<std::pair<std::string, std::string>>& records,
+                         std::vector<uint32_t> subject_ends = {}, std::vector<uint32_t> payload_ends = {}) {
+    std::string subjects;
+    bytes payloads;
+    const bool given = !subject_ends.empty();
+    for (const auto& [subject, payload] : records) {
+      subjects += subject;
+      payloads.insert(payloads.end(), payload.begin(), payload.end());
+      if (!given) {
+        subject_ends.push_back(static_cast<uint32_t>(subjects.size()));
+        payload_ends.push_back(static_cast<uint32_t>(payloads.size()));
+      }
+    }
+    caf::anon_send(bus, events_pub_packed_atom::value, subjects, subject_ends, payloads, payload_ends);
+    sched.run();
+  };
+  send_packed({{"audit.one", "1"}, {"bad..subject", "x"}, {"audit.two", "22"}, {"elsewhere", "e"}});
+  auto got = sent_as<client_message>(client);
+  REQUIRE(got.size() == 2);
+  CHECK(got[0].message.subject == "audit.one");
+  CHECK(got[0].message.payload == bytes{'1'});
+  CHECK(got[1].message.subject == "audit.two");
+  CHECK(got[1].message.payload == bytes{'2', '2'});
+  CHECK(sink.count("publish_refused", "bad..subject") == 1);
+  // Offsets past the buffers: nothing from there on is published, and it is logged.
+  log->clear();
+  send_packed({{"audit.three", "3"}, {"audit.four", "4"}}, {11, 999}, {1, 2});
+  got = sent_as<client_message>(client);
+  REQUIRE(got.size() == 1);
+  CHECK(got[0].message.subject == "audit.three");
+  CHECK(sink.count("publish_refused", "bad offsets") == 1);
+}
