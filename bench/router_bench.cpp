@@ -571,6 +571,7 @@ int run_router_bench(int argc, char** argv) {
   if (only.empty() || only == "wire") modes.push_back("wire");
   std::vector<std::string> rows;
   int result = cli::exit_ok;
+  double best_in_process_ms = 0;  // the best median of the in-process actor modes
   for (const auto& mode : modes) {
     std::vector<double> wall, per_s, p50, p99, rss;
     for (uint64_t r = 0; r < *runs; ++r) {
@@ -602,7 +603,12 @@ int run_router_bench(int argc, char** argv) {
     rows.push_back(format("%s,%s,%u,%u,%zu,%.1f,%.0f,%.0f,%.0f,%.0f", mode.c_str(), mix.c_str(), static_cast<unsigned>(*requests),
                           static_cast<unsigned>(*window), wall.size(), median(wall), median(per_s), median(p50),
                           median(p99), median(rss)));
+    if ((mode == "inproc" || mode == "batch") && (best_in_process_ms == 0 || median(wall) < best_in_process_ms))
+      best_in_process_ms = median(wall);
   }
+  if (best_in_process_ms > 0 && mix == "seed" && *requests == 30000)
+    std::printf("target (issue 5): the 30,000 in process under 100 ms: %.1f ms, %s\n", best_in_process_ms,
+                best_in_process_ms < 100 ? "met" : "not met");
   write_csv(out_dir, "router", "mode,mix,requests,window,runs,wall_ms,requests_per_s,p50_us,p99_us,peak_mib", rows);
   std::printf("csv: %s/router.csv\n", out_dir.c_str());
   return result;
