@@ -13,8 +13,6 @@
 // and each message's publish-to-receipt latency (steady clock in one process).
 //
 // Each run is a child process (`cmesh bench events-run`), so its peak memory is its own.
-#include <signal.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -31,11 +29,11 @@
 #include "bench/bench_util.hpp"
 #include "bench/commands.hpp"
 #include "bench/nats_fanout.hpp"
+#include "bench/node_child.hpp"
 #include "messages/codec.hpp"
 #include "messages/events_messages.hpp"
 #include "messages/seam.hpp"
 #include "messages/services.hpp"
-#include "runtime/cli/child_process.hpp"
 #include "runtime/cli/client_exchange.hpp"
 #include "runtime/cli/commands.hpp"
 #include "runtime/cli/iam_client.hpp"
@@ -197,21 +195,13 @@ caf::behavior driver(driver_actor* self, driver_params params) {
 
 run_outcome run_cmesh(const run_params& p) {
   run_outcome result;
-  std::filesystem::create_directories(p.dir);
-  auto node = identity::generate();
-  const std::string key_file = p.dir + "/node.key";
-  if (!write_identity_file(key_file, node).ok()) {
-    result.error = "cannot write " + key_file;
+  auto node_process = node_child::start(p.dir);
+  if (!node_process) {
+    result.error = node_process.err().message;
     return result;
   }
-  const std::string address = "127.0.0.1:" + std::to_string(free_port());
-  pid_t pid = cli::spawn_logged("/proc/self/exe",
-                                {"node", "--listen", address, "--data", p.dir + "/node", "--identity", key_file},
-                                p.dir + "/node.log");
-  if (pid < 0) {
-    result.error = "cannot start cmesh node";
-    return result;
-  }
+  const identity& node = (*node_process)->key();
+  const std::string& address = (*node_process)->address();
   auto me = identity::generate();
   // A session for both scopes, retried while the node starts.
   cli::client_options c{me, seed_spec{address, node.public_key}, 2'000'000, false};
@@ -222,36 +212,33 @@ run_outcome run_cmesh(const run_params& p) {
     if (!session) std::this_thread::sleep_for(std::chrono::milliseconds(300));
   }
   if (!session) {
-    result.error = "no IAM session with the node within 20 s (log: " + p.dir + "/node.log)";
-  } else {
-    caf::actor_system_config config;
-    caf::actor_system system{configure_for_transport(config)};
-    auto started = start_transport(system, client_transport(me));
-    if (!started) {
-      result.error = "client transport: " + started.err().message;
-    } else {
-      auto manager = started->first;
-      caf::anon_send(manager, introduce_atom::value, node.public_key, address);
-      driver_params d;
-      d.transport = manager;
-      d.self = me.public_key;
-      d.node = node.public_key;
-      d.run = p;
-      d.done = std::make_shared<std::promise<run_outcome>>();
-      auto future = d.done->get_future();
-      auto actor = system.spawn(driver, std::move(d));
-      if (future.wait_for(std::chrono::seconds(120)) != std::future_status::ready) {
-        caf::anon_send_exit(actor, caf::exit_reason::kill);
-        result.error = "the run did not finish within 120 s";
-      } else {
-        result = future.get();
-      }
-      caf::anon_send_exit(manager, caf::exit_reason::user_shutdown);
-    }
+    result.error = "no IAM session with the node within 20 s (log: " + (*node_process)->log() + ")";
+    return result;
   }
-  ::kill(pid, SIGTERM);
-  int status = 0;
-  ::waitpid(pid, &status, 0);
+  caf::actor_system_config config;
+  caf::actor_system system{configure_for_transport(config)};
+  auto started = start_transport(system, client_transport(me));
+  if (!started) {
+    result.error = "client transport: " + started.err().message;
+    return result;
+  }
+  auto manager = started->first;
+  caf::anon_send(manager, introduce_atom::value, node.public_key, address);
+  driver_params d;
+  d.transport = manager;
+  d.self = me.public_key;
+  d.node = node.public_key;
+  d.run = p;
+  d.done = std::make_shared<std::promise<run_outcome>>();
+  auto future = d.done->get_future();
+  auto actor = system.spawn(driver, std::move(d));
+  if (future.wait_for(std::chrono::seconds(120)) != std::future_status::ready) {
+    caf::anon_send_exit(actor, caf::exit_reason::kill);
+    result.error = "the run did not finish within 120 s";
+  } else {
+    result = future.get();
+  }
+  caf::anon_send_exit(manager, caf::exit_reason::user_shutdown);
   return result;
 }
 

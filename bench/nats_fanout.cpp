@@ -642,6 +642,18 @@ bool start_server(const std::string& binary, server_process& server, int& port,
   return false;
 }
 
+// Finds the nats-server binary at `path` (or in PATH) and starts it: start_server, with the
+// "not found" message a user can act on.
+bool start_nats(const std::string& path, server_process& server, int& port, std::string& error) {
+  std::string binary = resolve_binary(path);
+  if (binary.empty()) {
+    error = "nats-server not found at " + path + "; apt-get install nats-server";
+    return false;
+  }
+  return start_server(binary, server, port, error);
+}
+
+
 // ---------------------------------------------------------------------------------------------
 // Payload and shared measurement state
 
@@ -892,15 +904,9 @@ std::optional<nats_fanout_result> run_nats_fanout(const nats_fanout_options& opt
     error = "nats fan-out: rate_per_s * seconds must be in 1..5,000,000";
     return std::nullopt;
   }
-  std::string binary = resolve_binary(o.server_path);
-  if (binary.empty()) {
-    error = "nats-server not found at " + o.server_path + "; apt-get install nats-server";
-    return std::nullopt;
-  }
-
   server_process server;  // stopped and reaped by its destructor on every path
   int port = 0;
-  if (!start_server(binary, server, port, error)) return std::nullopt;
+  if (!start_nats(o.server_path, server, port, error)) return std::nullopt;
 
   // Connect every node, subscribe, and flush: once each PONG is back, every subscription is
   // registered, so no node publishes before all others listen.
@@ -1030,14 +1036,9 @@ std::optional<nats_loopback_result> run_nats_loopback(const nats_loopback_option
             std::to_string(sizeof(wire_header)) + " bytes";
     return std::nullopt;
   }
-  std::string binary = resolve_binary(o.server_path);
-  if (binary.empty()) {
-    error = "nats-server not found at " + o.server_path + "; apt-get install nats-server";
-    return std::nullopt;
-  }
   server_process server;  // stopped and reaped by its destructor on every path
   int port = 0;
-  if (!start_server(binary, server, port, error)) return std::nullopt;
+  if (!start_nats(o.server_path, server, port, error)) return std::nullopt;
   nats_conn conn;
   msg_handler ignore = [](const char*, size_t) {};
   if (!conn.open(static_cast<uint16_t>(port), "cmesh-events-bench", now_ns() + 5 * ns_per_s, /*echo=*/true)) {

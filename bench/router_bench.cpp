@@ -13,8 +13,6 @@
 //
 // Each mode runs in a child process (`cmesh bench router-run`), so each has its own actor system
 // and its peak memory is its own.
-#include <signal.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -34,11 +32,11 @@
 #include "actors/router/router_actor.hpp"
 #include "bench/bench_util.hpp"
 #include "bench/commands.hpp"
+#include "bench/node_child.hpp"
 #include "messages/cmtp_messages.hpp"
 #include "messages/codec.hpp"
 #include "messages/seam.hpp"
 #include "messages/services.hpp"
-#include "runtime/cli/child_process.hpp"
 #include "runtime/cli/commands.hpp"
 #include "runtime/cli/options.hpp"
 #include "runtime/core/address.hpp"
@@ -420,52 +418,38 @@ run_outcome run_machine(const run_params& p) {
 
 run_outcome run_wire(const run_params& p) {
   run_outcome result;
-  std::filesystem::create_directories(p.dir);
-  auto node = identity::generate();
-  const std::string key_file = p.dir + "/node.key";
-  if (!write_identity_file(key_file, node).ok()) {
-    result.error = "cannot write " + key_file;
+  auto node_process = node_child::start(p.dir, {"--raft-member", "{did}@{address}"});
+  if (!node_process) {
+    result.error = node_process.err().message;
     return result;
   }
-  const std::string address = "127.0.0.1:" + std::to_string(free_port());
-  pid_t pid = cli::spawn_logged("/proc/self/exe",
-                                {"node", "--listen", address, "--data", p.dir + "/node", "--identity", key_file,
-                                 "--raft-member", node.did() + "@" + address},
-                                p.dir + "/node.log");
-  if (pid < 0) {
-    result.error = "cannot start cmesh node";
-    return result;
-  }
+  const identity& node = (*node_process)->key();
+  const std::string& address = (*node_process)->address();
   auto me = identity::generate();
-  {
-    caf::actor_system_config config;
-    caf::actor_system system{configure_for_transport(config)};
-    auto started = start_transport(system, client_transport(me));
-    if (!started) {
-      result.error = "client transport: " + started.err().message;
-    } else {
-      auto manager = started->first;
-      caf::anon_send(manager, introduce_atom::value, node.public_key, address);
-      auto tokens = holder_tokens(node);
-      driver_params base;
-      base.transport = manager;
-      base.self = me.public_key;
-      base.node = node.public_key;
-      if (!prepare(system, base, tokens)) {
-        result.error = "the node did not accept the setup requests within 30 s (log: " + p.dir + "/node.log)";
-      } else {
-        base.requests = workload(p.requests, tokens, "w", p.mix);
-        base.window = p.window;
-        auto out = drive(system, base, std::chrono::seconds(120));
-        if (out) result = std::move(*out);
-        else result.error = "the run did not finish within 120 s";
-      }
-      caf::anon_send_exit(manager, caf::exit_reason::user_shutdown);
-    }
+  caf::actor_system_config config;
+  caf::actor_system system{configure_for_transport(config)};
+  auto started = start_transport(system, client_transport(me));
+  if (!started) {
+    result.error = "client transport: " + started.err().message;
+    return result;
   }
-  ::kill(pid, SIGTERM);
-  int status = 0;
-  ::waitpid(pid, &status, 0);
+  auto manager = started->first;
+  caf::anon_send(manager, introduce_atom::value, node.public_key, address);
+  auto tokens = holder_tokens(node);
+  driver_params base;
+  base.transport = manager;
+  base.self = me.public_key;
+  base.node = node.public_key;
+  if (!prepare(system, base, tokens)) {
+    result.error = "the node did not accept the setup requests within 30 s (log: " + (*node_process)->log() + ")";
+  } else {
+    base.requests = workload(p.requests, tokens, "w", p.mix);
+    base.window = p.window;
+    auto out = drive(system, base, std::chrono::seconds(120));
+    if (out) result = std::move(*out);
+    else result.error = "the run did not finish within 120 s";
+  }
+  caf::anon_send_exit(manager, caf::exit_reason::user_shutdown);
   return result;
 }
 
@@ -473,7 +457,7 @@ cli::command_spec run_spec() {
   cli::command_spec s;
   s.name = "cmesh bench router-run";
   s.summary = "One router benchmark run (a child process of cmesh bench router).";
-  s.usage = "cmesh bench router-run --mode inproc|batch|wire --dir DIR [--requests N] [--window W] [--batch B]";
+  s.usage = "cmesh bench router-run --mode inproc|batch|wire|machine --dir DIR [--requests N] [--window W] [--batch B]";
   s.options = {{"mode", "M", "inproc, batch, wire, or machine (the pure router machine alone, one thread)", ""},
                {"batch", "B", "batch mode: requests per in-process call", "256"},
                {"dir", "DIR", "data folder for this run", ""},

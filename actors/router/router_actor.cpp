@@ -94,6 +94,17 @@ void arm_timer(router_actor* self) {
                      tick_atom::value);
 }
 
+// The IAM's packed answer as a Reply, or a 500 saying why it could not be read.
+template <class Reply>
+Reply iam_reply_of(const bytes& packed) {
+  auto reply = unpack_value<Reply>(packed.data(), packed.size());
+  if (reply) return std::move(*reply);
+  Reply unreadable;
+  unreadable.status = 500;
+  unreadable.reason = "unreadable IAM answer: " + reply.err().describe();
+  return unreadable;
+}
+
 void carry_out(router_actor* self, effects& out) {
   auto& st = self->state;
   if (!out.calls.empty() && !st.kv) {
@@ -174,15 +185,8 @@ void carry_out(router_actor* self, effects& out) {
       self->request(st.iam, caf::infinite, iam::iam_challenge_atom::value, std::move(call.audience))
           .then(
               [=](const bytes& packed) {
-                auto reply = unpack_value<iam::challenge_reply>(packed.data(), packed.size());
-                iam::challenge_reply r;
-                if (reply) r = std::move(*reply);
-                else {
-                  r.status = 500;
-                  r.reason = "unreadable IAM answer: " + reply.err().describe();
-                }
                 effects more;
-                self->state.routing->on_challenge_reply(id, r, mesh_us(self), more);
+                self->state.routing->on_challenge_reply(id, iam_reply_of<iam::challenge_reply>(packed), mesh_us(self), more);
                 carry_out(self, more);
               },
               [=](caf::error&) {});  // the IAM is gone (shutting down): the deadline answers 408
@@ -193,15 +197,8 @@ void carry_out(router_actor* self, effects& out) {
     self->request(st.iam, caf::infinite, iam::iam_redeem_atom::value, std::move(*message))
         .then(
             [=](const bytes& packed) {
-              auto reply = unpack_value<iam::session_reply>(packed.data(), packed.size());
-              iam::session_reply r;
-              if (reply) r = std::move(*reply);
-              else {
-                r.status = 500;
-                r.reason = "unreadable IAM answer: " + reply.err().describe();
-              }
               effects more;
-              self->state.routing->on_session_reply(id, r, mesh_us(self), more);
+              self->state.routing->on_session_reply(id, iam_reply_of<iam::session_reply>(packed), mesh_us(self), more);
               carry_out(self, more);
             },
             [=](caf::error&) {});

@@ -392,38 +392,42 @@ void machine::on_handshake(request_id id, cmtp::request req, bool session, int64
   out.iam_calls.push_back(std::move(call));
 }
 
-void machine::on_challenge_reply(request_id id, const iam::challenge_reply& reply, int64_t, effects& out) {
-  if (!settle(id)) return;
+namespace {
+
+// A handshake step's answer: the IAM's status and reason; on 200, `fields` as a JSON object body.
+cmtp::response handshake_response(uint16_t status, const std::string& reason, json::object fields) {
   cmtp::response r;
-  r.status = reply.status;
-  r.reason = reply.reason;
-  if (reply.status == iam::status_ok) {
-    json::object o;
-    o.emplace_back("nonce", json::value(reply.nonce));
-    o.emplace_back("audience", json::value(reply.audience));
-    o.emplace_back("node_did", json::value(reply.node_did));
-    o.emplace_back("expires_at_s", json::value(reply.expires_at_s));
-    const std::string text = json::dump(json::value(std::move(o)));
+  r.status = status;
+  r.reason = reason;
+  if (status == iam::status_ok) {
+    const std::string text = json::dump(json::value(std::move(fields)));
     r.body.assign(text.begin(), text.end());
   }
-  finish(id, std::move(r), out);
+  return r;
+}
+
+}  // namespace
+
+void machine::on_challenge_reply(request_id id, const iam::challenge_reply& reply, int64_t, effects& out) {
+  if (!settle(id)) return;
+  json::object o;
+  if (reply.status == iam::status_ok)
+    o = {{"nonce", json::value(reply.nonce)},
+         {"audience", json::value(reply.audience)},
+         {"node_did", json::value(reply.node_did)},
+         {"expires_at_s", json::value(reply.expires_at_s)}};
+  finish(id, handshake_response(reply.status, reply.reason, std::move(o)), out);
 }
 
 void machine::on_session_reply(request_id id, const iam::session_reply& reply, int64_t, effects& out) {
   if (!settle(id)) return;
-  cmtp::response r;
-  r.status = reply.status;
-  r.reason = reply.reason;
-  if (reply.status == iam::status_ok) {
-    json::object o;
-    o.emplace_back("token", json::value(reply.token));
-    o.emplace_back("scope", json::value(reply.scope));
-    o.emplace_back("expires_at_s", json::value(reply.expires_at_s));
-    o.emplace_back("token_id", json::value(reply.token_id));
-    const std::string text = json::dump(json::value(std::move(o)));
-    r.body.assign(text.begin(), text.end());
-  }
-  finish(id, std::move(r), out);
+  json::object o;
+  if (reply.status == iam::status_ok)
+    o = {{"token", json::value(reply.token)},
+         {"scope", json::value(reply.scope)},
+         {"expires_at_s", json::value(reply.expires_at_s)},
+         {"token_id", json::value(reply.token_id)}};
+  finish(id, handshake_response(reply.status, reply.reason, std::move(o)), out);
 }
 
 void machine::await(request_id id, pending_request& p, int64_t now_us) {
@@ -431,16 +435,16 @@ void machine::await(request_id id, pending_request& p, int64_t now_us) {
   deadlines_.emplace(p.deadline_us, id);
 }
 
-bool machine::settle(request_id id) {
+machine::pending_request* machine::settle(request_id id) {
   auto it = pending_.find(id);
   if (it == pending_.end() || it->second.deadline_us == 0) {
     ++stats_.late_answers;
-    return false;
+    return nullptr;
   }
   pending_request& p = it->second;
   deadlines_.erase({p.deadline_us, id});
   p.deadline_us = 0;
-  return true;
+  return &p;
 }
 
 void machine::call_kv(request_id id, pending_request& p, kv::request req, int64_t now_us, effects& out) {
@@ -600,8 +604,9 @@ void machine::dispatch(request_id id, pending_request& p, int64_t now_us, effect
 }
 
 void machine::on_kv_answer(request_id id, const kv::response& answer, int64_t now_us, effects& out) {
-  if (!settle(id)) return;
-  pending_request& p = pending_.find(id)->second;
+  pending_request* settled = settle(id);
+  if (settled == nullptr) return;
+  pending_request& p = *settled;
   cmtp::response r;
   if (answer.status == 503) {
     r.status = 503;

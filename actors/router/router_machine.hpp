@@ -259,7 +259,8 @@ private:
   void dispatch(request_id id, pending_request& p, int64_t now_us, effects& out);
   void call_kv(request_id id, pending_request& p, kv::request req, int64_t now_us, effects& out);
   void await(request_id id, pending_request& p, int64_t now_us);
-  bool settle(request_id id);  // the outstanding call of `id` answered: false if unknown or late
+  // The outstanding call of `id` answered: its pending entry, or nullptr if unknown or late.
+  pending_request* settle(request_id id);
   void finish(request_id id, cmtp::response response, effects& out, uint64_t committed_index = 0);
   template <class T>
   void publish(std::string subject, const T& record, effects& out);

@@ -13,11 +13,14 @@
 #pragma once
 
 #include <cstdint>
+#include <cstdio>
 #include <functional>
+#include <optional>
 #include <string>
 #include <string_view>
 
 #include "messages/codec.hpp"
+#include "runtime/cli/commands.hpp"
 #include "runtime/core/address.hpp"
 #include "runtime/crypto/identity.hpp"
 
@@ -100,5 +103,35 @@ void close_client_transport(caf::actor_system& system, const caf::actor& manager
 
 // For a failed exchange: prints the message on stderr and returns exit_unreachable.
 int report_unreachable(const exchange_outcome& outcome);
+
+// One typed request, one typed reply (T::service_id is the service): runs the exchange with
+// c.me against `node` and decodes the answer as Reply. On failure prints why on stderr and sets
+// exit_code (unreachable: report_unreachable's; malformed answer: 1). On success `from` is the
+// node that answered. The reply's own status is the caller's to judge.
+template <class Reply, class Request>
+std::optional<Reply> ask_typed(const client_options& c, const seed_spec& node, const Request& request, node_id& from,
+                               int& exit_code) {
+  exchange_request exchange;
+  exchange.service = Request::service_id;
+  exchange.reply_type = Reply::type_id;
+  exchange.timeout_us = c.timeout_us;
+  exchange.verbose = c.verbose;
+  exchange.encode = [request](const node_id& self, uint64_t correlation) {
+    return encode_message(self, correlation, request);
+  };
+  auto outcome = run_exchange(c.me, node, std::move(exchange));
+  if (outcome.kind != exchange_kind::answered) {
+    exit_code = report_unreachable(outcome);
+    return std::nullopt;
+  }
+  auto reply = decode_payload<Reply>(outcome.reply);
+  if (!reply) {
+    std::fprintf(stderr, "malformed answer from %s: %s\n", node.address.c_str(), reply.err().describe().c_str());
+    exit_code = exit_failed;
+    return std::nullopt;
+  }
+  from = outcome.from;
+  return std::move(*reply);
+}
 
 }  // namespace cmesh::cli

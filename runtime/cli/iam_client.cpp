@@ -22,38 +22,20 @@ namespace cmesh::cli {
 
 namespace {
 
-// One request, one reply of type Reply from the IAM service. On success `from` is the node that
-// answered.
+// One request, one reply of type Reply from the IAM service, refused unless its status is ok. On
+// success `from` is the node that answered.
 template <class Reply, class Request>
 std::optional<Reply> ask(const iam_client& c, const seed_spec& node, const Request& request, node_id& from,
                          int& exit_code) {
-  exchange_request exchange;
-  exchange.service = services::iam;
-  exchange.reply_type = Reply::type_id;
-  exchange.timeout_us = c.timeout_us;
-  exchange.verbose = c.verbose;
-  exchange.encode = [request](const node_id& self, uint64_t correlation) {
-    return encode_message(self, correlation, request);
-  };
-  auto outcome = run_exchange(c.me, node, std::move(exchange));
-  if (outcome.kind != exchange_kind::answered) {
-    exit_code = report_unreachable(outcome);
-    return std::nullopt;
-  }
-  auto reply = decode_payload<Reply>(outcome.reply);
-  if (!reply) {
-    std::fprintf(stderr, "malformed answer from %s: %s\n", node.address.c_str(), reply.err().describe().c_str());
-    exit_code = exit_failed;
-    return std::nullopt;
-  }
+  auto reply = ask_typed<Reply>(c, node, request, from, exit_code);
+  if (!reply) return std::nullopt;
   if (reply->status != iam::status_ok) {
     std::fprintf(stderr, "refused (%u %s): %s\n", reply->status, iam::iam_status_name(reply->status).c_str(),
                  reply->reason.c_str());
     exit_code = exit_failed;
     return std::nullopt;
   }
-  from = outcome.from;
-  return std::move(*reply);
+  return reply;
 }
 
 // One token-less CMTP request to the node's router (the handshake through 0xI); on 200 the JSON
@@ -67,25 +49,8 @@ std::optional<json::value> ask_router(const iam_client& c, const seed_spec& node
   request.fqmn = fqmn;
   const std::string text = json::dump(body);
   request.body.assign(text.begin(), text.end());
-  exchange_request exchange;
-  exchange.service = services::cmtp;
-  exchange.reply_type = cmtp::response::type_id;
-  exchange.timeout_us = c.timeout_us;
-  exchange.verbose = c.verbose;
-  exchange.encode = [request](const node_id& self, uint64_t correlation) {
-    return encode_message(self, correlation, request);
-  };
-  auto outcome = run_exchange(c.me, node, std::move(exchange));
-  if (outcome.kind != exchange_kind::answered) {
-    exit_code = report_unreachable(outcome);
-    return std::nullopt;
-  }
-  auto response = decode_payload<cmtp::response>(outcome.reply);
-  if (!response) {
-    std::fprintf(stderr, "malformed answer from %s: %s\n", node.address.c_str(), response.err().describe().c_str());
-    exit_code = exit_failed;
-    return std::nullopt;
-  }
+  auto response = ask_typed<cmtp::response>(c, node, request, from, exit_code);
+  if (!response) return std::nullopt;
   if (response->status != 200) {
     std::fprintf(stderr, "refused by the router (%u): %s\n", response->status, response->reason.c_str());
     exit_code = exit_failed;
@@ -99,7 +64,6 @@ std::optional<json::value> ask_router(const iam_client& c, const seed_spec& node
     return std::nullopt;
   }
   if (c.verbose) std::fprintf(stderr, "%s through the router: %u\n", fqmn.c_str(), response->status);
-  from = outcome.from;
   return std::move(*parsed);
 }
 

@@ -33,15 +33,30 @@ const cmtp_outcome* answer_of(const flow_result& r, size_t index) {
   return found;
 }
 
-flow_result run_flow(uint64_t seed, bool crash_leader) {
+// 3 nodes forming a Raft group, each with the router, IAM and events bus.
+sim::simulation_options router_options(uint64_t seed, int64_t duration_us) {
   sim::simulation_options o;
   o.nodes = 3;
   o.seed = seed;
-  o.duration_us = 20'000'000;
+  o.duration_us = duration_us;
   o.raft.voters = 3;
   o.agents.router = true;
   o.agents.iam = true;
   o.agents.events = true;
+  return o;
+}
+
+// Runs `o` to its end into `r` (replay command and violations; the outcomes `o` points at).
+void run_into(const sim::simulation_options& o, flow_result& r) {
+  r.replay = sim::replay_command(o);
+  auto s = sim::simulation::create(o);
+  REQUIRE(s);
+  (*s)->run_to_end();
+  r.violations = (*s)->report().violations;
+}
+
+flow_result run_flow(uint64_t seed, bool crash_leader) {
+  auto o = router_options(seed, 20'000'000);
   flow_result r;
   auto at = [](double s) { return static_cast<int64_t>(s * 1'000'000); };
   o.agents.cmtp_commands = {
@@ -80,11 +95,7 @@ flow_result run_flow(uint64_t seed, bool crash_leader) {
     o.agents.events_commands.push_back(watch);
   }
   o.agents.events_outcomes = &r.observed;
-  r.replay = sim::replay_command(o);
-  auto s = sim::simulation::create(o);
-  REQUIRE(s);
-  (*s)->run_to_end();
-  r.violations = (*s)->report().violations;
+  run_into(o, r);
   return r;
 }
 
@@ -155,14 +166,7 @@ namespace {
 
 // The same requests, sent in two in-process batch calls (router_batch_atom) or one call each.
 flow_result run_batch_flow(uint64_t seed, bool batched) {
-  sim::simulation_options o;
-  o.nodes = 3;
-  o.seed = seed;
-  o.duration_us = 12'000'000;
-  o.raft.voters = 3;
-  o.agents.router = true;
-  o.agents.iam = true;
-  o.agents.events = true;
+  auto o = router_options(seed, 12'000'000);
   auto at = [](double s) { return static_cast<int64_t>(s * 1'000'000); };
   std::vector<cmtp_command> commands = {
       {at(5.0), 0, 0, "b1", "0xRW:register:batch.mcom:0xS:0x009", ""},
@@ -179,11 +183,7 @@ flow_result run_batch_flow(uint64_t seed, bool batched) {
   o.agents.cmtp_commands = commands;
   flow_result r;
   o.agents.cmtp_outcomes = &r.calls;
-  r.replay = sim::replay_command(o);
-  auto s = sim::simulation::create(o);
-  REQUIRE(s);
-  (*s)->run_to_end();
-  r.violations = (*s)->report().violations;
+  run_into(o, r);
   return r;
 }
 
