@@ -111,6 +111,7 @@ public:
     spill_.insert(spill_.end(), begin, begin + size);
   }
   size_t size() const { return spill_.empty() ? used_ : spill_.size(); }
+  const uint8_t* data() const { return spill_.empty() ? inline_ : spill_.data(); }
   bytes take() { return spill_.empty() ? bytes(inline_, inline_ + used_) : std::move(spill_); }
 
 private:

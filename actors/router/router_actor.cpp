@@ -215,28 +215,11 @@ void carry_out(router_actor* self, effects& out) {
       st.publishes_dropped += out.publishes.size();
     } else {
       // One message and four buffers for all of this step's publishes (the audit trail is several
-      // per request): what crosses to the bus's thread is freed there in four pieces, not two per
-      // record.
-      size_t subject_bytes = 0, payload_bytes = 0;
-      for (const auto& p : out.publishes) {
-        subject_bytes += p.subject.size();
-        payload_bytes += p.payload.size();
-      }
-      std::string subjects;
-      bytes payloads;
-      std::vector<uint32_t> subject_ends, payload_ends;
-      subjects.reserve(subject_bytes);
-      payloads.reserve(payload_bytes);
-      subject_ends.reserve(out.publishes.size());
-      payload_ends.reserve(out.publishes.size());
-      for (const auto& p : out.publishes) {
-        subjects += p.subject;
-        payloads.insert(payloads.end(), p.payload.begin(), p.payload.end());
-        subject_ends.push_back(static_cast<uint32_t>(subjects.size()));
-        payload_ends.push_back(static_cast<uint32_t>(payloads.size()));
-      }
-      self->send(st.bus, events::events_pub_packed_atom::value, std::move(subjects), std::move(subject_ends),
-                 std::move(payloads), std::move(payload_ends));
+      // per request), as the machine packed them: what crosses to the bus's thread is freed there
+      // in four pieces.
+      auto& list = out.publishes;
+      self->send(st.bus, events::events_pub_packed_atom::value, std::move(list.subjects), std::move(list.subject_ends),
+                 std::move(list.payloads), std::move(list.payload_ends));
     }
   }
   for (auto& r : out.responses) {
@@ -278,7 +261,7 @@ void on_kv_answers(router_actor* self, const std::vector<uint64_t>& ids, const s
     return;
   }
   effects out;
-  out.publishes.reserve(3 * ids.size());
+  out.publishes.reserve(3 * ids.size(), 96);
   out.responses.reserve(ids.size());
   const int64_t now = mesh_us(self);
   for (size_t i = 0; i < ids.size(); ++i) st.routing->on_kv_answer(ids[i], answers[i], now, out);
@@ -355,7 +338,7 @@ caf::result<std::vector<cmtp::response>> start_batch(router_actor* self, std::ve
   auto promise = call.promise;
   effects out;
   out.calls.reserve(reqs.size());
-  out.publishes.reserve(3 * reqs.size());
+  out.publishes.reserve(3 * reqs.size(), 96);
   out.responses.reserve(reqs.size());
   const int64_t now = mesh_us(self);
   for (size_t i = 0; i < reqs.size(); ++i) {

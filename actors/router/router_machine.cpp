@@ -19,32 +19,17 @@ constexpr std::string_view audit_domain = "cmesh-audit-v1";
 // Bytes one rate bucket costs in the LRU (key, value, list and index overhead).
 constexpr size_t bucket_bytes = 128;
 
-template <class T>
-bytes packed(const T& value) {
+// BLAKE2b-256 of a msgpack encoding, packed on the stack first (one hash call, not one per field).
+template <class Pack>
+hash32 hash_packed(Pack&& pack) {
+  crypto_init();
   codec_detail::bytes_writer writer;
-  msgpack::pack(writer, value);
-  return writer.take();
+  msgpack::packer<codec_detail::bytes_writer> packer(writer);
+  pack(packer);
+  hash32 out{};
+  crypto_generichash(out.data(), out.size(), writer.data(), writer.size(), nullptr, 0);
+  return out;
 }
-
-// A msgpack stream into BLAKE2b-256: hashes an encoding without building it.
-class blake2b_writer {
-public:
-  blake2b_writer() {
-    crypto_init();
-    crypto_generichash_init(&state_, nullptr, 0, 32);
-  }
-  void write(const char* data, size_t size) {
-    crypto_generichash_update(&state_, reinterpret_cast<const uint8_t*>(data), size);
-  }
-  hash32 final() {
-    hash32 out{};
-    crypto_generichash_final(&state_, out.data(), out.size());
-    return out;
-  }
-
-private:
-  crypto_generichash_state state_;
-};
 
 // The audit records as packed: the same maps as audit_request/response/mined/confirmed (same
 // keys, same order; a 32-byte array packs as bin like the structs' bytes), built from views.
@@ -60,6 +45,11 @@ struct audit_response_view {
   uint16_t status = 0;
   hash32 response_hash;
   MSGPACK_DEFINE_MAP(tx, status, response_hash);
+};
+struct audit_confirmed_view {
+  std::string_view tx;
+  uint64_t index = 0;
+  MSGPACK_DEFINE_MAP(tx, index);
 };
 struct audit_mined_view {
   std::string_view tx;
@@ -136,38 +126,85 @@ hash32 request_hash(const cmtp::request& r) {
     copy.token.clear();
     return request_hash(copy);
   }
-  blake2b_writer hasher;
-  msgpack::pack(hasher, r);
-  return hasher.final();
+  return hash_packed([&](auto& packer) { packer.pack(r); });
 }
 
 hash32 response_hash(const cmtp::response& r) {
-  // The msgpack array [status, reason, headers, body], hashed as it is packed.
-  blake2b_writer hasher;
-  msgpack::packer<blake2b_writer> packer(hasher);
-  packer.pack_array(4);
-  packer.pack(r.status);
-  packer.pack(r.reason);
-  packer.pack(r.headers);
-  packer.pack(r.body);
-  return hasher.final();
+  // The msgpack array [status, reason, headers, body].
+  return hash_packed([&](auto& packer) {
+    packer.pack_array(4);
+    packer.pack(r.status);
+    packer.pack(r.reason);
+    packer.pack(r.headers);
+    packer.pack(r.body);
+  });
 }
 
 hash32 audit_hash(std::string_view tx, const hash32& request, const hash32& response) {
-  blake2b_writer hasher;
-  const char zero = 0;
-  hasher.write(audit_domain.data(), audit_domain.size());
-  hasher.write(&zero, 1);
-  hasher.write(tx.data(), tx.size());
-  hasher.write(reinterpret_cast<const char*>(request.data()), request.size());
-  hasher.write(reinterpret_cast<const char*>(response.data()), response.size());
-  return hasher.final();
+  // "cmesh-audit-v1" 0x00 || tx || request || response: at most 15 + 64 + 64 bytes (a longer tx is
+  // hashed all the same, through the incremental state).
+  crypto_init();
+  hash32 out{};
+  uint8_t buffer[256];
+  const size_t size = audit_domain.size() + 1 + tx.size() + request.size() + response.size();
+  if (size <= sizeof(buffer)) {
+    uint8_t* at = buffer;
+    at = std::copy(audit_domain.begin(), audit_domain.end(), at);
+    *at++ = 0;
+    at = std::copy(tx.begin(), tx.end(), at);
+    at = std::copy(request.begin(), request.end(), at);
+    std::copy(response.begin(), response.end(), at);
+    crypto_generichash(out.data(), out.size(), buffer, size, nullptr, 0);
+    return out;
+  }
+  crypto_generichash_state state;
+  crypto_generichash_init(&state, nullptr, 0, out.size());
+  const uint8_t zero = 0;
+  crypto_generichash_update(&state, reinterpret_cast<const uint8_t*>(audit_domain.data()), audit_domain.size());
+  crypto_generichash_update(&state, &zero, 1);
+  crypto_generichash_update(&state, reinterpret_cast<const uint8_t*>(tx.data()), tx.size());
+  crypto_generichash_update(&state, request.data(), request.size());
+  crypto_generichash_update(&state, response.data(), response.size());
+  crypto_generichash_final(&state, out.data(), out.size());
+  return out;
 }
 
 std::string state_key(const fqmn& x) {
   std::string key = "state/" + x.contract;
   if (!x.function.empty()) key += "/" + x.function;
   return key;
+}
+
+effects::publish effects::publish_list::operator[](size_t i) const {
+  const uint32_t subject_at = i == 0 ? 0 : subject_ends[i - 1];
+  const uint32_t payload_at = i == 0 ? 0 : payload_ends[i - 1];
+  return {subjects.substr(subject_at, subject_ends[i] - subject_at),
+          bytes(payloads.begin() + payload_at, payloads.begin() + payload_ends[i])};
+}
+
+void effects::publish_list::reserve(size_t records, size_t bytes_per_record) {
+  subject_ends.reserve(records);
+  payload_ends.reserve(records);
+  subjects.reserve(records * 32);
+  payloads.reserve(records * bytes_per_record);
+}
+
+void effects::publish_list::clear() {
+  subjects.clear();
+  subject_ends.clear();
+  payloads.clear();
+  payload_ends.clear();
+}
+
+void effects::publish_list::append_subject(std::string_view prefix, std::string_view tail) {
+  subjects.append(prefix).append(tail);
+  subject_ends.push_back(static_cast<uint32_t>(subjects.size()));
+}
+
+void effects::publish_list::add(std::string_view prefix, std::string_view tail, const uint8_t* payload, size_t size) {
+  append_subject(prefix, tail);
+  payloads.insert(payloads.end(), payload, payload + size);
+  payload_ends.push_back(static_cast<uint32_t>(payloads.size()));
 }
 
 machine::machine(config cfg, node_id issuer_key, std::string audience)
@@ -255,7 +292,7 @@ void machine::on_request(request_id id, cmtp::request req, int64_t now_us, effec
   if (req.headers.size() > config_.headers_max || header_bytes > config_.header_bytes_max)
     return refuse(id, 413, "headers exceed " + std::to_string(config_.headers_max) + " entries or " +
                                std::to_string(config_.header_bytes_max) + " bytes", out);
-  if (pending_.size() >= config_.pending_max) return refuse(id, 503, "router busy: too many requests in flight", out);
+  if (by_id_.size() >= config_.pending_max) return refuse(id, 503, "router busy: too many requests in flight", out);
   // The handshake opens a session, so it cannot need one (exact FQMNs: 0xI takes no arguments).
   if (req.fqmn == "0xI:challenge" || req.fqmn == "0xI:session") {
     const bool session = req.fqmn == "0xI:session";
@@ -290,7 +327,7 @@ void machine::on_request(request_id id, cmtp::request req, int64_t now_us, effec
       return refuse(id, 429, "rate limited: retry after " + std::to_string(retry_ms) + " ms", out);
   }
   // 4. Duplicate tx.
-  if (in_flight_.count(in_flight_key{caller, req.tx}))
+  if (in_flight(caller, req.tx))
     return refuse(id, 409, "tx " + req.tx + " is already in flight for this identity", out);
   // 5. Parse.
   fqmn_error problem;
@@ -300,11 +337,8 @@ void machine::on_request(request_id id, cmtp::request req, int64_t now_us, effec
   const std::string_view needed = required_scope(*parsed);
   if (std::find(session.scopes.begin(), session.scopes.end(), needed) == session.scopes.end())
     return refuse(id, 403, "insufficient_scope: " + req.fqmn.substr(0, 64) + " needs scope " + std::string(needed), out);
-  // 7. Audit opens. The pending entry is built in place (it is large: the request and its FQMN).
-  auto [slot, fresh] = pending_.try_emplace(id);
-  assert(fresh);
-  (void)fresh;
-  pending_request& p = slot->second;
+  // 7. Audit opens. The pending entry is a reused slot (it is large: the request and its FQMN).
+  pending_request& p = open(id);
   if (parsed->op == opcode::proxy) p.token = std::move(req.token);  // forwarded with the request
   req.token.clear();
   req.token.shrink_to_fit();  // the bearer secret is not kept while the request waits
@@ -313,8 +347,8 @@ void machine::on_request(request_id id, cmtp::request req, int64_t now_us, effec
   p.caller = caller;
   p.current = std::move(*parsed);
   p.req = std::move(req);
-  publish("events.requests", audit_request_view{p.req.tx, p.claims->subject, p.req.fqmn, p.request_hash}, out);
-  in_flight_.insert(in_flight_key{p.caller, p.req.tx});
+  out.publishes.add_record("events.requests", {}, audit_request_view{p.req.tx, p.claims->subject, p.req.fqmn, p.request_hash});
+  mark_in_flight(p);
   dispatch(id, p, now_us, out);
 }
 
@@ -349,7 +383,7 @@ void machine::on_handshake(request_id id, cmtp::request req, bool session, int64
     return refuse(id, 429, "handshake rate limited for this client: retry after " + std::to_string(retry_ms) + " ms", out);
   }
   b->millitokens -= 1000;
-  if (in_flight_.count(in_flight_key{client, req.tx}))
+  if (in_flight(client, req.tx))
     return refuse(id, 409, "tx " + req.tx + " is already in flight for this client", out);
   effects::iam_call call;
   call.id = id;
@@ -378,17 +412,17 @@ void machine::on_handshake(request_id id, cmtp::request req, bool session, int64
   }
   ++stats_.handshakes;
   req.token.clear();
-  pending_request p;
+  pending_request& p = open(id);
   p.request_hash = request_hash(req);
   p.caller = client;
+  p.current = fqmn{};
   p.current.op = opcode::iam;
   p.current.action = session ? "session" : "challenge";
   p.req = std::move(req);
   // No identity yet: the audit record's sub is empty (a session's holder is proved by the IAM).
-  publish("events.requests", audit_request_view{p.req.tx, std::string_view(), p.req.fqmn, p.request_hash}, out);
-  in_flight_.insert(in_flight_key{p.caller, p.req.tx});
-  auto& stored = pending_.emplace(id, std::move(p)).first->second;
-  await(id, stored, now_us);
+  out.publishes.add_record("events.requests", {}, audit_request_view{p.req.tx, std::string_view(), p.req.fqmn, p.request_hash});
+  mark_in_flight(p);
+  await(id, p, now_us);
   out.iam_calls.push_back(std::move(call));
 }
 
@@ -431,20 +465,81 @@ void machine::on_session_reply(request_id id, const iam::session_reply& reply, i
 }
 
 void machine::await(request_id id, pending_request& p, int64_t now_us) {
-  p.deadline_us = now_us + config_.dispatch_timeout_us;
-  deadlines_.emplace(p.deadline_us, id);
+  int64_t deadline = now_us + config_.dispatch_timeout_us;
+  if (!deadlines_.empty()) deadline = std::max(deadline, deadlines_.back().first);  // kept in order
+  p.deadline_us = deadline;
+  deadlines_.emplace_back(deadline, id);
 }
 
 machine::pending_request* machine::settle(request_id id) {
-  auto it = pending_.find(id);
-  if (it == pending_.end() || it->second.deadline_us == 0) {
+  pending_request* p = find(id);
+  if (p == nullptr || p->deadline_us == 0) {
     ++stats_.late_answers;
     return nullptr;
   }
-  pending_request& p = it->second;
-  deadlines_.erase({p.deadline_us, id});
+  p->deadline_us = 0;
+  trim_deadlines();
+  return p;
+}
+
+void machine::trim_deadlines() {
+  auto stale = [this](const std::pair<int64_t, request_id>& d) {
+    const pending_request* p = find(d.second);
+    return p == nullptr || p->deadline_us != d.first;
+  };
+  while (!deadlines_.empty() && stale(deadlines_.front())) deadlines_.pop_front();
+  // A request that waits long keeps the answered ones behind it: compact once they dominate.
+  if (deadlines_.size() > 4 * by_id_.size() + 1024)
+    deadlines_.erase(std::remove_if(deadlines_.begin(), deadlines_.end(), stale), deadlines_.end());
+}
+
+machine::pending_request* machine::find(request_id id) {
+  const uint32_t slot = by_id_.find(id_hash(id), [&](uint32_t s) { return slots_[s].id == id; });
+  return slot == slot_index::npos ? nullptr : &slots_[slot];
+}
+
+machine::pending_request& machine::open(request_id id) {
+  assert(id != 0 && find(id) == nullptr);
+  uint32_t slot;
+  if (!free_slots_.empty()) {
+    slot = free_slots_.back();
+    free_slots_.pop_back();
+  } else {
+    slot = static_cast<uint32_t>(slots_.size());
+    slots_.emplace_back().slot = slot;
+  }
+  pending_request& p = slots_[slot];
+  p.id = id;
+  by_id_.insert(id_hash(id), slot);
+  return p;
+}
+
+uint64_t machine::tx_hash(const node_id& caller, std::string_view tx) {
+  return caller.prefix64() ^ std::hash<std::string_view>{}(tx);
+}
+
+void machine::mark_in_flight(const pending_request& p) {
+  by_tx_.insert(tx_hash(p.caller, p.req.tx), p.slot);
+}
+
+bool machine::in_flight(const node_id& caller, std::string_view tx) const {
+  return by_tx_.find(tx_hash(caller, tx), [&](uint32_t s) {
+    return slots_[s].caller == caller && slots_[s].req.tx == tx;
+  }) != slot_index::npos;
+}
+
+void machine::release(pending_request& p) {
+  const uint32_t slot = p.slot;
+  by_tx_.erase(tx_hash(p.caller, p.req.tx), slot);
+  by_id_.erase(id_hash(p.id), slot);
+  p.id = 0;
+  p.req = cmtp::request{};  // a large body is not held by an idle slot
+  p.token.clear();
+  p.claims.reset();
+  p.names.clear();
+  p.resolving = false;
   p.deadline_us = 0;
-  return &p;
+  free_slots_.push_back(slot);
 }
 
 void machine::call_kv(request_id id, pending_request& p, kv::request req, int64_t now_us, effects& out) {
@@ -504,12 +599,12 @@ void machine::dispatch(request_id id, pending_request& p, int64_t now_us, effect
       return call_kv(id, p, std::move(q), now_us, out);
     }
     case opcode::events_publish: {
-      bytes payload = p.req.body;
-      if (payload.empty()) {
+      if (!p.req.body.empty()) {
+        out.publishes.add(x.subject, {}, p.req.body.data(), p.req.body.size());
+      } else {
         const std::string text = args_text_of(x);
-        payload.assign(text.begin(), text.end());
+        out.publishes.add(x.subject, {}, reinterpret_cast<const uint8_t*>(text.data()), text.size());
       }
-      out.publishes.push_back({x.subject, std::move(payload)});
       r.status = 200;
       return finish(id, std::move(r), out);
     }
@@ -667,21 +762,21 @@ void machine::on_kv_answer(request_id id, const kv::response& answer, int64_t no
 }
 
 void machine::finish(request_id id, cmtp::response response, effects& out, uint64_t committed_index) {
-  auto it = pending_.find(id);
-  assert(it != pending_.end());
-  pending_request& p = it->second;
+  pending_request* found = find(id);
+  assert(found != nullptr);
+  pending_request& p = *found;
   const hash32 answered = response_hash(response);
   const hash32 audit = audit_hash(p.req.tx, p.request_hash, answered);
   response.audit.assign(audit.begin(), audit.end());
   const std::string& tx = p.req.tx;
-  publish("events.responses." + tx, audit_response_view{tx, response.status, answered}, out);
-  publish("events.mined." + tx, audit_mined_view{tx, p.request_hash, answered}, out);
-  if (committed_index > 0) publish("events.confirmed." + tx, audit_confirmed{tx, committed_index}, out);
+  out.publishes.add_record("events.responses.", tx, audit_response_view{tx, response.status, answered});
+  out.publishes.add_record("events.mined.", tx, audit_mined_view{tx, p.request_hash, answered});
+  if (committed_index > 0)
+    out.publishes.add_record("events.confirmed.", tx, audit_confirmed_view{tx, committed_index});
   ++stats_.answered;
   ++stats_.by_status[response.status];
   out.responses.push_back({id, std::move(response)});
-  in_flight_.erase(in_flight_key{p.caller, p.req.tx});
-  pending_.erase(it);
+  release(p);
 }
 
 bool machine::granted(const pending_request& p, std::string_view scope) {
@@ -689,18 +784,14 @@ bool machine::granted(const pending_request& p, std::string_view scope) {
   return std::find(scopes.begin(), scopes.end(), scope) != scopes.end();
 }
 
-template <class T>
-void machine::publish(std::string subject, const T& record, effects& out) {
-  out.publishes.push_back({std::move(subject), packed(record)});
-}
 
 void machine::tick(int64_t now_us, effects& out) {
-  while (!deadlines_.empty() && deadlines_.begin()->first <= now_us) {
-    const request_id id = deadlines_.begin()->second;
-    deadlines_.erase(deadlines_.begin());
-    auto it = pending_.find(id);
-    if (it == pending_.end()) continue;
-    it->second.deadline_us = 0;
+  while (!deadlines_.empty() && deadlines_.front().first <= now_us) {
+    const auto [deadline, id] = deadlines_.front();
+    deadlines_.pop_front();
+    pending_request* p = find(id);
+    if (p == nullptr || p->deadline_us != deadline) continue;  // answered, or waiting again
+    p->deadline_us = 0;
     ++stats_.timeouts;
     cmtp::response r;
     r.status = 408;
@@ -723,7 +814,8 @@ void machine::tick(int64_t now_us, effects& out) {
 }
 
 int64_t machine::next_deadline_us() const {
-  return deadlines_.empty() ? std::numeric_limits<int64_t>::max() : deadlines_.begin()->first;
+  // The front may be stale (answered): then the caller ticks early, and tick skips it.
+  return deadlines_.empty() ? std::numeric_limits<int64_t>::max() : deadlines_.front().first;
 }
 
 }  // namespace cmesh::router

@@ -13,10 +13,9 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <deque>
 #include <map>
 #include <set>
-#include <unordered_map>
-#include <unordered_set>
 #include <string>
 #include <utility>
 #include <vector>
@@ -24,6 +23,7 @@
 #include "actors/gossip/lru_cache.hpp"
 #include "actors/iam/token.hpp"
 #include "actors/router/fqmn.hpp"
+#include "actors/router/slot_index.hpp"
 #include "messages/cmtp_messages.hpp"
 #include "messages/error.hpp"
 #include "messages/iam_messages.hpp"
@@ -120,6 +120,42 @@ struct effects {
     std::string subject;
     bytes payload;
   };
+  // The publishes of a step, packed as the bus takes them (events_pub_packed_atom): subjects end to
+  // end, payloads end to end, and where each ends. The machine writes the audit records straight
+  // into these buffers, so a record costs no allocation of its own.
+  struct publish_list {
+    std::string subjects;
+    std::vector<uint32_t> subject_ends;
+    bytes payloads;
+    std::vector<uint32_t> payload_ends;
+
+    size_t size() const { return subject_ends.size(); }
+    bool empty() const { return subject_ends.empty(); }
+    // Publish i, copied out (tests and logs; the shell moves the buffers instead).
+    publish operator[](size_t i) const;
+    void reserve(size_t records, size_t bytes_per_record);
+    void clear();
+    // `payload` as is, on the subject `prefix` + `tail`.
+    void add(std::string_view prefix, std::string_view tail, const uint8_t* payload, size_t size);
+    // `record` msgpack-encoded, on the subject `prefix` + `tail`.
+    template <class Record>
+    void add_record(std::string_view prefix, std::string_view tail, const Record& record) {
+      append_subject(prefix, tail);
+      appender out{payloads};
+      msgpack::pack(out, record);
+      payload_ends.push_back(static_cast<uint32_t>(payloads.size()));
+    }
+
+  private:
+    struct appender {
+      bytes& to;
+      void write(const char* data, size_t size) {
+        const auto* p = reinterpret_cast<const uint8_t*>(data);
+        to.insert(to.end(), p, p + size);
+      }
+    };
+    void append_subject(std::string_view prefix, std::string_view tail);
+  };
   struct respond {
     request_id id = 0;
     cmtp::response response;
@@ -156,7 +192,7 @@ struct effects {
   std::vector<bus_request> bus_requests;
   std::vector<consensus_query> consensus_queries;
   std::vector<iam_call> iam_calls;
-  std::vector<publish> publishes;  // in order
+  publish_list publishes;  // in order
   std::vector<respond> responses;
 
   void clear() {
@@ -226,13 +262,15 @@ public:
   // The earliest call deadline, or INT64_MAX.
   int64_t next_deadline_us() const;
 
-  size_t pending() const { return pending_.size(); }
+  size_t pending() const { return by_id_.size(); }
   const stats& statistics() const { return stats_; }
   const config& configuration() const { return config_; }
   const iam::verified_token_cache& token_cache() const { return tokens_; }
 
 private:
   struct pending_request {
+    request_id id = 0;             // 0: a free slot
+    uint32_t slot = 0;             // its place in slots_
     cmtp::request req;             // token cleared
     std::string token;             // kept only to forward the request (0xP)
     iam::shared_claims claims;     // the token's (shared with the verified-token cache)
@@ -261,6 +299,17 @@ private:
   void await(request_id id, pending_request& p, int64_t now_us);
   // The outstanding call of `id` answered: its pending entry, or nullptr if unknown or late.
   pending_request* settle(request_id id);
+  // The pending entry of `id`, or nullptr.
+  pending_request* find(request_id id);
+  // A pending entry for `id` (REQUIRES: none yet), with (caller, tx) not yet in flight.
+  pending_request& open(request_id id);
+  // Marks (p.caller, p.req.tx) in flight: the duplicate check refuses it until p is finished.
+  void mark_in_flight(const pending_request& p);
+  bool in_flight(const node_id& caller, std::string_view tx) const;
+  // Frees p's slot (and its in-flight mark) for the next request.
+  void release(pending_request& p);
+  static uint64_t id_hash(request_id id) { return id; }
+  static uint64_t tx_hash(const node_id& caller, std::string_view tx);
   void finish(request_id id, cmtp::response response, effects& out, uint64_t committed_index = 0);
   template <class T>
   void publish(std::string subject, const T& record, effects& out);
@@ -278,22 +327,19 @@ private:
   size_t revoked_count_ = 0;
   lru_cache<std::string, bucket> buckets_;
   lru_cache<node_id, bucket> handshake_buckets_;  // per client key (zero: in-process callers)
-  // (caller, tx) of every request in flight, for the duplicate check.
-  struct in_flight_key {
-    node_id caller;
-    std::string tx;
-    friend bool operator==(const in_flight_key&, const in_flight_key&) = default;
-  };
-  struct in_flight_hash {
-    size_t operator()(const in_flight_key& k) const noexcept {
-      return k.caller.prefix64() ^ std::hash<std::string>{}(k.tx);
-    }
-  };
-  // Looked up by key only, never iterated, so unordered containers keep the machine deterministic.
-  std::unordered_map<request_id, pending_request> pending_;
-  std::unordered_set<in_flight_key, in_flight_hash> in_flight_;
-  // (deadline, id): a request's entry is found exactly (a batch shares one deadline).
-  std::set<std::pair<int64_t, request_id>> deadlines_;
+  // The requests in flight, in a pool of slots (a finished request's slot is reused, so a request
+  // costs no allocation of its own), found by id and by (caller, tx) for the duplicate check. The
+  // indexes are looked up only, never iterated, so the machine stays deterministic.
+  std::deque<pending_request> slots_;  // a deque: entries keep their address as it grows
+  std::vector<uint32_t> free_slots_;
+  slot_index by_id_;
+  slot_index by_tx_;
+  // (deadline, id) in deadline order: every call waits dispatch_timeout_us, so deadlines arrive in
+  // order (a clock stepping back is clamped to the last deadline). An entry whose request was
+  // answered, or waits again with a later deadline, is stale and skipped when it comes up.
+  std::deque<std::pair<int64_t, request_id>> deadlines_;
+  // Drops stale entries from the front of deadlines_ (and compacts it if stale ones pile up).
+  void trim_deadlines();
   stats stats_;
 };
 

@@ -81,7 +81,7 @@ struct fixture {
   }
   std::vector<std::string> subjects() const {
     std::vector<std::string> s;
-    for (const auto& p : out.publishes) s.push_back(p.subject);
+    for (size_t i = 0; i < out.publishes.size(); ++i) s.push_back(out.publishes[i].subject);
     return s;
   }
 };
@@ -309,7 +309,8 @@ TEST_CASE("router: a publish goes to the bus with the body or the JSON argument,
   CHECK(f.answer().status == 200);
   REQUIRE(f.out.publishes.size() == 4);  // requests, the publish, responses, mined
   CHECK(f.out.publishes[1].subject == "orders.created");
-  CHECK(std::string(f.out.publishes[1].payload.begin(), f.out.publishes[1].payload.end()) == "{\"id\":7}");
+  const auto published = f.out.publishes[1];  // a copy: operator[] copies publish i out
+  CHECK(std::string(published.payload.begin(), published.payload.end()) == "{\"id\":7}");
   auto admin = f.token(f.alice, "contracts consensus proxy iam events.read", "", t0_us / 1'000'000 + 3600, "all");
   f.send("0xA:*:0x001:f", admin, "u");
   CHECK(f.answer().status == 501);
@@ -552,4 +553,40 @@ TEST_CASE("router: 0xP dispatches to itself locally, forwards to another router 
   identity rogue = identity::derive_for_simulation(21, 6);
   f.send("0xS:0x001:f", f.token(f.alice, "state.read", "", t0_us / 1'000'000 + 3600, "rogue", &rogue), "t3");
   CHECK(f.answer().status == 401);
+}
+
+TEST_CASE("router: deadlines - a resolved name waits again from its answer, a clock stepping back delays no earlier timeout, answered requests never time out, and freed slots serve new requests") {
+  fixture f;
+  auto tok = f.token(f.alice);
+  const int64_t timeout = f.cfg.dispatch_timeout_us;
+  // A resolution answered at t0 + 1 s: its second call (the read) waits until t0 + 1 s + timeout.
+  auto resolved = f.send("0xR:a.mcom", tok, "r1");
+  f.kv_answer(resolved, 200, "0xS:0x001:f", true, 0, t0_us + 1'000'000);
+  REQUIRE(f.out.calls.size() == 1);
+  // The clock steps back 2 s: this call's deadline is clamped to the last one (no earlier).
+  auto stepped = f.send("0xS:0x001:g", tok, "r2", "", t0_us - 1'000'000);
+  // Answered at once: never times out.
+  auto answered = f.send("0xS:0x001:h", tok, "r3");
+  f.kv_answer(answered, 200, "v", true);
+  CHECK(f.answer().status == 200);
+  CHECK(f.m->pending() == 2);
+  // At the first call's old deadline nothing is due: it waits again since its answer.
+  f.out.clear();
+  f.m->tick(t0_us + timeout, f.out);
+  CHECK(f.out.responses.empty());
+  CHECK(f.m->pending() == 2);
+  f.out.clear();
+  f.m->tick(t0_us + 1'000'000 + timeout, f.out);
+  REQUIRE(f.out.responses.size() == 2);  // both: the stepped-back one was clamped to this deadline
+  CHECK(f.out.responses[0].id == resolved);
+  CHECK(f.out.responses[1].id == stepped);
+  for (const auto& r : f.out.responses) CHECK(r.response.status == 408);
+  CHECK(f.m->pending() == 0);
+  CHECK(f.m->next_deadline_us() == std::numeric_limits<int64_t>::max());
+  // The same tx again: its slot and its in-flight mark were freed.
+  auto again = f.send("0xS:0x001:g", tok, "r2");
+  REQUIRE(f.out.calls.size() == 1);
+  f.kv_answer(again, 200, "w", true);
+  CHECK(f.answer().status == 200);
+  CHECK(f.m->statistics().timeouts == 2);
 }
