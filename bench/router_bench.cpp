@@ -13,6 +13,7 @@
 //
 // Each mode runs in a child process (`cmesh bench router-run`), so each has its own actor system
 // and its peak memory is its own.
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -68,6 +69,8 @@ struct run_params {
 
 struct run_outcome {
   double seconds = 0;
+  double cpu_ms = 0;        // this process's CPU time (all threads) during the measured run
+  long minor_faults = 0;    // and its page faults (first touches of new memory)
   std::vector<double> latencies_us;
   std::map<uint16_t, uint64_t> statuses;
   std::string error;
@@ -232,9 +235,9 @@ void finish_if_done(driver_actor* self) {
   }
 }
 
-caf::behavior driver(driver_actor* self, driver_params params) {
+caf::behavior driver(driver_actor* self, std::shared_ptr<driver_params> params) {
   auto& st = self->state;
-  st.p = std::move(params);
+  st.p = std::move(*params);
   st.sent.resize(st.p.requests.size());
   self->set_default_handler(ignore_unexpected);
   if (st.p.transport) self->send(st.p.transport, register_atom::value, services::cmtp, caf::actor{self});
@@ -258,15 +261,33 @@ caf::behavior driver(driver_actor* self, driver_params params) {
   };
 }
 
+struct usage_mark {
+  double cpu_ms = 0;
+  long minor_faults = 0;
+  static usage_mark now() {
+    rusage u{};
+    ::getrusage(RUSAGE_SELF, &u);
+    auto ms = [](const timeval& t) { return t.tv_sec * 1e3 + t.tv_usec / 1e3; };
+    return {ms(u.ru_utime) + ms(u.ru_stime), u.ru_minflt};
+  }
+};
+
 std::optional<run_outcome> drive(caf::actor_system& system, driver_params params, std::chrono::seconds budget) {
   params.done = std::make_shared<std::promise<run_outcome>>();
   auto future = params.done->get_future();
-  auto actor = system.spawn(driver, std::move(params));
+  // The requests move into the driver (a copy would double the workload's memory).
+  auto shared = std::make_shared<driver_params>(std::move(params));
+  const auto before = usage_mark::now();
+  auto actor = system.spawn(driver, std::move(shared));
   if (future.wait_for(budget) != std::future_status::ready) {
     caf::anon_send_exit(actor, caf::exit_reason::kill);
     return std::nullopt;
   }
-  return future.get();
+  auto out = future.get();
+  const auto after = usage_mark::now();
+  out.cpu_ms = after.cpu_ms - before.cpu_ms;  // includes the driver's own start, a small part
+  out.minor_faults = after.minor_faults - before.minor_faults;
+  return out;
 }
 
 // Sends the setup requests until every one is answered 2xx (or 409: a name from an earlier try).
@@ -304,7 +325,7 @@ run_outcome run_inproc(const run_params& p) {
   }
   {
     caf::actor_system_config config;
-    caf::actor_system system{config};
+    caf::actor_system system{tune_scheduler(config)};
     auto transport = system.spawn(null_transport);
     node_setup setup;
     setup.self = node.public_key;
@@ -409,9 +430,13 @@ run_outcome run_machine(const run_params& p) {
   run_outcome setup;
   run(setup_requests(tokens), 1, setup);
   auto requests = workload(p.requests, tokens, "m", p.mix);
+  const auto before = usage_mark::now();
   const auto started = clock_type::now();
   run(std::move(requests), 1'000'000, result);
   result.seconds = std::chrono::duration<double>(clock_type::now() - started).count();
+  const auto after = usage_mark::now();
+  result.cpu_ms = after.cpu_ms - before.cpu_ms;
+  result.minor_faults = after.minor_faults - before.minor_faults;
   result.latencies_us.assign(1, result.seconds * 1e6 / p.requests);  // per request, one after another
   return result;
 }
@@ -524,8 +549,8 @@ int run_router_run(int argc, char** argv) {
     (status >= 200 && status < 300 ? ok : other) += n;
     statuses += format(" status_%u=%llu", status, static_cast<unsigned long long>(n));
   }
-  std::printf("mode=%s requests=%u wall_ms=%.1f per_s=%.0f p50_us=%.0f p99_us=%.0f ok=%llu other=%llu%s\n",
-              p.mode.c_str(), p.requests, out.seconds * 1000, p.requests / out.seconds,
+  std::printf("mode=%s requests=%u wall_ms=%.1f cpu_ms=%.0f faults=%ld per_s=%.0f p50_us=%.0f p99_us=%.0f ok=%llu other=%llu%s\n",
+              p.mode.c_str(), p.requests, out.seconds * 1000, out.cpu_ms, out.minor_faults, p.requests / out.seconds,
               percentile(out.latencies_us, 0.5), percentile(out.latencies_us, 0.99),
               static_cast<unsigned long long>(ok), static_cast<unsigned long long>(other), statuses.c_str());
   std::fflush(stdout);

@@ -119,14 +119,14 @@ response unavailable(replica_actor* self, std::string reason) {
   return r;
 }
 
-void reply(replica_actor* self, replier& who, const response& r) {
+void reply(replica_actor* self, replier& who, response r) {
   auto& st = self->state;
   if (who.batch) {
     auto entry = std::find_if(st.outbox.begin(), st.outbox.end(),
                               [&](const outbox_entry& e) { return e.to == who.batch; });
     if (entry == st.outbox.end()) entry = st.outbox.insert(st.outbox.end(), outbox_entry{who.batch, {}, {}});
     entry->tags.push_back(who.tag);
-    entry->answers.push_back(r);
+    entry->answers.push_back(std::move(r));
     if (!st.outbox_scheduled) {
       st.outbox_scheduled = true;
       self->send(self, outbox_atom::value);
@@ -196,7 +196,7 @@ void serve_ready_reads(replica_actor* self) {
     if (r.confirmed && r.index <= st.applied) {
       auto answer = st.sm.read(r.req);
       answer.index = st.applied;
-      reply(self, r.who, answer);
+      reply(self, r.who, std::move(answer));
       it = st.reads.erase(it);
     } else {
       ++it;
@@ -232,7 +232,33 @@ void restore_snapshot(replica_actor* self, const raft::snapshot_record& snapshot
   st.applied = st.snapshot_index = snapshot.index;
 }
 
-// Carry out the accumulated ready: persist, send, apply, answer.
+// The reads the leader confirmed (or gave up) in ready `r`; consumes them from `r`.
+void confirm_reads(replica_actor* self, raft::ready& r) {
+  auto& st = self->state;
+  for (const auto& rs : r.reads) {
+    auto it = st.reads.find(rs.id);
+    if (it == st.reads.end()) continue;
+    it->second.confirmed = true;
+    it->second.index = rs.index;
+  }
+  for (auto id : r.reads_failed) {
+    auto it = st.reads.find(id);
+    if (it == st.reads.end()) continue;
+    reply(self, it->second.who, unavailable(self, "leadership lost before the read was confirmed"));
+    st.reads.erase(it);
+  }
+  r.reads.clear();
+  r.reads_failed.clear();
+}
+
+// Sends the batch callers' answers gathered so far, one kv_answers message per caller.
+void send_outbox(replica_actor* self) {
+  auto& st = self->state;
+  for (auto& e : st.outbox) self->send(e.to, kv_answers_atom::value, std::move(e.tags), std::move(e.answers));
+  st.outbox.clear();
+}
+
+// Carry out the accumulated ready: answer ready reads, persist, send, apply, answer.
 void flush(replica_actor* self) {
   auto& st = self->state;
   st.flush_scheduled = false;
@@ -264,6 +290,12 @@ void flush(replica_actor* self) {
     r.hard_state_changed = true;
     r.state = st.raft->current_hard_state();
   }
+  // Reads need no disk write: a confirmed read at or below the applied index (entries applied by
+  // earlier flushes, committed and durable) is answered before this flush's sync, and its answer
+  // leaves at once, so reads never queue behind the writes' fsync.
+  confirm_reads(self, r);
+  serve_ready_reads(self);
+  send_outbox(self);
   if (st.log && r.must_persist()) {
     auto s = st.log->persist(r, st.raft->current_hard_state());
     if (!s.ok()) {
@@ -310,7 +342,7 @@ void flush(replica_actor* self) {
     if (w != st.writes.end()) {
       if (w->second.term == e.term && have_answer) {
         if (answer.index == 0) answer.index = e.index;
-        reply(self, w->second.who, answer);
+        reply(self, w->second.who, std::move(answer));
       } else {
         reply(self, w->second.who,
               make_response(408, "leadership changed before commit: outcome unknown, retry"));
@@ -318,19 +350,7 @@ void flush(replica_actor* self) {
       st.writes.erase(w);
     }
   }
-  for (const auto& rs : r.reads) {
-    auto it = st.reads.find(rs.id);
-    if (it == st.reads.end()) continue;
-    it->second.confirmed = true;
-    it->second.index = rs.index;
-  }
-  for (auto id : r.reads_failed) {
-    auto it = st.reads.find(id);
-    if (it == st.reads.end()) continue;
-    reply(self, it->second.who, unavailable(self, "leadership lost before the read was confirmed"));
-    st.reads.erase(it);
-  }
-  serve_ready_reads(self);
+  serve_ready_reads(self);  // those that waited for this flush's entries
   for (const auto& ev : r.events) report(self, ev.kind, ev.peer, "", static_cast<int64_t>(ev.term));
   r.clear();
   if (st.raft->current_role() != raft::role::leader && !st.writes.empty())
@@ -560,8 +580,7 @@ caf::behavior replica(replica_actor* self, caf::actor transport, replica_context
     [=](outbox_atom) {
       auto& s = self->state;
       s.outbox_scheduled = false;
-      for (auto& e : s.outbox) self->send(e.to, kv_answers_atom::value, std::move(e.tags), std::move(e.answers));
-      s.outbox.clear();
+      send_outbox(self);
     },
     [=](raft_admin_atom, uint8_t change, const node_id& who) -> std::string {
       auto& s = self->state;

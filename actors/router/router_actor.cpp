@@ -24,18 +24,17 @@ namespace {
 
 constexpr std::string_view service_name = "router";
 
-// Who waits for a response: a peer over the transport, or an in-process caller (one call, or
-// slot `slot` of batch `batch`).
+// Who waits for a response: a peer over the transport, or an in-process caller of one request.
+// (Batch members are found by their id's batch instead.)
 struct requester {
   node_id peer;
   uint64_t correlation = 0;
   caf::typed_response_promise<bytes> promise;  // valid for in-process callers
   bool in_process = false;
-  uint64_t batch = 0;  // nonzero: a slot of an in-process batch call
-  size_t slot = 0;
 };
 
-// An in-process batch call (router_batch_atom): answered once every request in it is.
+// An in-process batch call (router_batch_atom): its requests have the consecutive ids from the
+// batch's key on; answered once every request in it is.
 struct batch_call {
   caf::typed_response_promise<std::vector<cmtp::response>> promise;
   std::vector<cmtp::response> answers;
@@ -50,8 +49,7 @@ struct router_state {
   caf::actor bus;
   std::unique_ptr<machine> routing;
   std::unordered_map<request_id, requester> waiting;  // looked up by id only, never iterated
-  std::map<uint64_t, batch_call> batches;
-  uint64_t next_batch = 1;
+  std::map<request_id, batch_call> batches;  // by the id of the batch's first request
   std::map<uint64_t, request_id> proxied;  // correlation of a request sent to another router -> ours
   uint64_t next_correlation = 1;
   request_id next_id = 1;
@@ -222,24 +220,29 @@ void carry_out(router_actor* self, effects& out) {
                  std::move(list.payloads), std::move(list.payload_ends));
     }
   }
+  auto answered = [&](const node_id& peer, const cmtp::response& r) {
+    if (st.ctx.events)  // the detail text only when someone records it
+      record(self, "answered", peer, std::to_string(r.status) + " " + r.reason, r.status);
+  };
   for (auto& r : out.responses) {
+    if (auto b = st.batches.upper_bound(r.id); b != st.batches.begin()) {
+      --b;
+      const size_t slot = r.id - b->first;
+      if (slot < b->second.answers.size()) {  // a member of batch b
+        answered(node_id{}, r.response);
+        b->second.answers[slot] = std::move(r.response);
+        if (--b->second.remaining == 0) {
+          b->second.promise.deliver(std::move(b->second.answers));
+          st.batches.erase(b);
+        }
+        continue;
+      }
+    }
     auto it = st.waiting.find(r.id);
     if (it == st.waiting.end()) continue;
     requester who = std::move(it->second);
     st.waiting.erase(it);
-    if (st.ctx.events)  // the detail text only when someone records it
-      record(self, "answered", who.peer, std::to_string(r.response.status) + " " + r.response.reason,
-             r.response.status);
-    if (who.batch != 0) {
-      auto b = st.batches.find(who.batch);
-      if (b == st.batches.end()) continue;
-      b->second.answers[who.slot] = std::move(r.response);
-      if (--b->second.remaining == 0) {
-        b->second.promise.deliver(std::move(b->second.answers));
-        st.batches.erase(b);
-      }
-      continue;
-    }
+    answered(who.peer, r.response);
     if (who.in_process) {
       auto packed = pack_value(r.response);
       if (packed) who.promise.deliver(std::move(*packed));
@@ -330,8 +333,9 @@ void start(router_actor* self, requester who, cmtp::request req) {
 caf::result<std::vector<cmtp::response>> start_batch(router_actor* self, std::vector<cmtp::request>& reqs) {
   auto& st = self->state;
   if (reqs.empty()) return std::vector<cmtp::response>{};
-  const uint64_t batch = st.next_batch++;
-  auto& call = st.batches[batch];
+  const request_id first = st.next_id;
+  st.next_id += reqs.size();
+  auto& call = st.batches[first];
   call.promise = self->make_response_promise<std::vector<cmtp::response>>();
   call.answers.resize(reqs.size());
   call.remaining = reqs.size();
@@ -341,15 +345,7 @@ caf::result<std::vector<cmtp::response>> start_batch(router_actor* self, std::ve
   out.publishes.reserve(3 * reqs.size(), 96);
   out.responses.reserve(reqs.size());
   const int64_t now = mesh_us(self);
-  for (size_t i = 0; i < reqs.size(); ++i) {
-    const request_id id = st.next_id++;
-    requester who;
-    who.in_process = true;
-    who.batch = batch;
-    who.slot = i;
-    st.waiting.emplace(id, std::move(who));
-    st.routing->on_request(id, std::move(reqs[i]), now, out);
-  }
+  for (size_t i = 0; i < reqs.size(); ++i) st.routing->on_request(first + i, std::move(reqs[i]), now, out);
   carry_out(self, out);
   return promise;
 }

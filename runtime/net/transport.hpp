@@ -49,9 +49,16 @@ result<std::pair<caf::actor, uint16_t>> start_transport(caf::actor_system& syste
                                                        transport_config config);
 
 // The actor-system settings of every process that runs a real transport: CAF's io middleman
-// loaded, CAF's own logging quiet, BASP heartbeats off (cmesh peers ping each other). Returns
-// `config`, so it can be passed straight to caf::actor_system's constructor.
+// loaded, CAF's own logging quiet, BASP heartbeats off (cmesh peers ping each other), and the
+// scheduler as tune_scheduler sets it. Returns `config`, so it can be passed straight to
+// caf::actor_system's constructor.
 caf::actor_system_config& configure_for_transport(caf::actor_system_config& config);
+
+// The work-stealing scheduler of a real-mode process: an idle worker steals at every poll of its
+// moderate phase (CAF's default: every fifth, 250 us apart). A message from one actor to another
+// puts the receiver on the sender's worker; with few cores, the other worker should pick it up
+// at once rather than leave the two actors to run in turn (docs/benchmarks.md, router).
+caf::actor_system_config& tune_scheduler(caf::actor_system_config& config);
 
 // A client's or benchmark's transport: `id`'s keys, listening on 127.0.0.1 at any free port
 // (the transport always listens), backoff jitter from libsodium. Real mode only.

@@ -376,6 +376,11 @@ caf::actor_system_config& configure_for_transport(caf::actor_system_config& conf
   config.set("logger.file-verbosity", caf::atom("quiet"));
   config.set("logger.console-verbosity", caf::atom("quiet"));
   config.set("middleman.heartbeat-interval", caf::timespan{0});
+  return tune_scheduler(config);
+}
+
+caf::actor_system_config& tune_scheduler(caf::actor_system_config& config) {
+  config.set("work-stealing.moderate-steal-interval", size_t{1});
   return config;
 }
 
