@@ -278,7 +278,7 @@ machine::rate_verdict machine::take_token(const std::string& sub, int64_t now_us
   return ok ? rate_verdict::ok : rate_verdict::limited;
 }
 
-void machine::on_request(request_id id, cmtp::request req, int64_t now_us, effects& out, const node_id& client) {
+void machine::on_request(request_id id, cmtp::request&& req, int64_t now_us, effects& out, const node_id& client) {
   ++stats_.requests;
   if (!serving_) return refuse(id, 503, "router has not authenticated its own identity yet", out);
   // 1. Shape.
@@ -362,7 +362,7 @@ const std::string* text_member(const json::value& v, std::string_view key) {
 
 }  // namespace
 
-void machine::on_handshake(request_id id, cmtp::request req, bool session, int64_t now_us, effects& out,
+void machine::on_handshake(request_id id, cmtp::request&& req, bool session, int64_t now_us, effects& out,
                            const node_id& client) {
   // Rate per client key: the only limit a caller without a session can be held to.
   const int64_t capacity = int64_t{config_.handshake_burst} * 1000;
@@ -466,35 +466,39 @@ void machine::on_session_reply(request_id id, const iam::session_reply& reply, i
 
 void machine::await(request_id id, pending_request& p, int64_t now_us) {
   int64_t deadline = now_us + config_.dispatch_timeout_us;
-  if (!deadlines_.empty()) deadline = std::max(deadline, deadlines_.back().first);  // kept in order
-  p.deadline_us = deadline;
-  deadlines_.emplace_back(deadline, id);
+  if (!deadlines_.empty()) deadline = std::max(deadline, deadlines_.back().deadline_us);  // kept in order
+  heads_[p.slot].deadline_us = deadline;
+  deadlines_.push_back({deadline, id, p.slot});
 }
 
 machine::pending_request* machine::settle(request_id id) {
   pending_request* p = find(id);
-  if (p == nullptr || p->deadline_us == 0) {
+  if (p == nullptr || heads_[p->slot].deadline_us == 0) {
     ++stats_.late_answers;
     return nullptr;
   }
-  p->deadline_us = 0;
+  heads_[p->slot].deadline_us = 0;
   trim_deadlines();
   return p;
 }
 
+bool machine::stale(const deadline_entry& d) const {
+  const slot_head& head = heads_[d.slot];
+  return head.id != d.id || head.deadline_us != d.deadline_us;
+}
+
 void machine::trim_deadlines() {
-  auto stale = [this](const std::pair<int64_t, request_id>& d) {
-    const pending_request* p = find(d.second);
-    return p == nullptr || p->deadline_us != d.first;
-  };
   while (!deadlines_.empty() && stale(deadlines_.front())) deadlines_.pop_front();
   // A request that waits long keeps the answered ones behind it: compact once they dominate.
   if (deadlines_.size() > 4 * by_id_.size() + 1024)
-    deadlines_.erase(std::remove_if(deadlines_.begin(), deadlines_.end(), stale), deadlines_.end());
+    deadlines_.erase(std::remove_if(deadlines_.begin(), deadlines_.end(),
+                                    [this](const deadline_entry& d) { return stale(d); }),
+                     deadlines_.end());
 }
 
 machine::pending_request* machine::find(request_id id) {
-  const uint32_t slot = by_id_.find(id_hash(id), [&](uint32_t s) { return slots_[s].id == id; });
+  // The index's hash of an id is the id itself: a hash match is the entry (no slot to touch).
+  const uint32_t slot = by_id_.find(id_hash(id), [](uint32_t) { return true; });
   return slot == slot_index::npos ? nullptr : &slots_[slot];
 }
 
@@ -507,11 +511,11 @@ machine::pending_request& machine::open(request_id id) {
   } else {
     slot = static_cast<uint32_t>(slots_.size());
     slots_.emplace_back().slot = slot;
+    heads_.emplace_back();
   }
-  pending_request& p = slots_[slot];
-  p.id = id;
+  heads_[slot] = slot_head{id, 0};
   by_id_.insert(id_hash(id), slot);
-  return p;
+  return slots_[slot];
 }
 
 uint64_t machine::tx_hash(const node_id& caller, std::string_view tx) {
@@ -531,14 +535,13 @@ bool machine::in_flight(const node_id& caller, std::string_view tx) const {
 void machine::release(pending_request& p) {
   const uint32_t slot = p.slot;
   by_tx_.erase(tx_hash(p.caller, p.req.tx), slot);
-  by_id_.erase(id_hash(p.id), slot);
-  p.id = 0;
+  by_id_.erase(id_hash(heads_[slot].id), slot);
+  heads_[slot] = slot_head{};
   p.req = cmtp::request{};  // a large body is not held by an idle slot
   p.token.clear();
   p.claims.reset();
   p.names.clear();
   p.resolving = false;
-  p.deadline_us = 0;
   free_slots_.push_back(slot);
 }
 
@@ -786,12 +789,12 @@ bool machine::granted(const pending_request& p, std::string_view scope) {
 
 
 void machine::tick(int64_t now_us, effects& out) {
-  while (!deadlines_.empty() && deadlines_.front().first <= now_us) {
-    const auto [deadline, id] = deadlines_.front();
+  while (!deadlines_.empty() && deadlines_.front().deadline_us <= now_us) {
+    const deadline_entry d = deadlines_.front();
     deadlines_.pop_front();
-    pending_request* p = find(id);
-    if (p == nullptr || p->deadline_us != deadline) continue;  // answered, or waiting again
-    p->deadline_us = 0;
+    if (stale(d)) continue;  // answered, or waiting again
+    heads_[d.slot].deadline_us = 0;
+    const request_id id = d.id;
     ++stats_.timeouts;
     cmtp::response r;
     r.status = 408;
@@ -815,7 +818,7 @@ void machine::tick(int64_t now_us, effects& out) {
 
 int64_t machine::next_deadline_us() const {
   // The front may be stale (answered): then the caller ticks early, and tick skips it.
-  return deadlines_.empty() ? std::numeric_limits<int64_t>::max() : deadlines_.front().first;
+  return deadlines_.empty() ? std::numeric_limits<int64_t>::max() : deadlines_.front().deadline_us;
 }
 
 }  // namespace cmesh::router

@@ -229,7 +229,12 @@ public:
   // answers, at once (refusals) or later (through on_kv_answer or tick). `client` is the
   // authenticated transport peer the request came from (zero for in-process callers): never an
   // identity for authorization, only the key the token-less handshake is rate-limited by.
-  void on_request(request_id id, cmtp::request req, int64_t now_us, effects& out, const node_id& client = node_id{});
+  void on_request(request_id id, cmtp::request&& req, int64_t now_us, effects& out, const node_id& client = node_id{});
+  void on_request(request_id id, const cmtp::request& req, int64_t now_us, effects& out,
+                  const node_id& client = node_id{}) {
+    cmtp::request copy = req;
+    on_request(id, std::move(copy), now_us, out, client);
+  }
   // The kv service's answer to a kv_call. An answer for an unknown or timed-out id is counted
   // and dropped.
   void on_kv_answer(request_id id, const kv::response& answer, int64_t now_us, effects& out);
@@ -269,8 +274,7 @@ public:
 
 private:
   struct pending_request {
-    request_id id = 0;             // 0: a free slot
-    uint32_t slot = 0;             // its place in slots_
+    uint32_t slot = 0;             // its place in slots_ (and heads_)
     cmtp::request req;             // token cleared
     std::string token;             // kept only to forward the request (0xP)
     iam::shared_claims claims;     // the token's (shared with the verified-token cache)
@@ -279,7 +283,17 @@ private:
     std::vector<std::string> names;  // followed so far (0xR), in order
     bool resolving = false;        // the outstanding call is a name_resolve
     hash32 request_hash{};
+  };
+  // What the deadline queue checks of a slot, kept apart from the large pending entries so that
+  // skipping answered deadlines touches a few bytes per entry.
+  struct slot_head {
+    request_id id = 0;         // 0: a free slot
+    int64_t deadline_us = 0;   // 0: no call outstanding
+  };
+  struct deadline_entry {
     int64_t deadline_us = 0;
+    request_id id = 0;
+    uint32_t slot = 0;
   };
   struct bucket {
     int64_t millitokens = 0;
@@ -289,7 +303,7 @@ private:
 
   void refuse(request_id id, uint16_t status, std::string reason, effects& out);
   // 0xI:challenge and 0xI:session: the handshake, without a token (docs/router.md §3, step 2).
-  void on_handshake(request_id id, cmtp::request req, bool session, int64_t now_us, effects& out,
+  void on_handshake(request_id id, cmtp::request&& req, bool session, int64_t now_us, effects& out,
                     const node_id& client);
   enum class rate_verdict { ok, limited, bad_subject };
   // Takes one request token from `sub`'s bucket; fills `caller` with the subject's key.
@@ -331,13 +345,16 @@ private:
   // costs no allocation of its own), found by id and by (caller, tx) for the duplicate check. The
   // indexes are looked up only, never iterated, so the machine stays deterministic.
   std::deque<pending_request> slots_;  // a deque: entries keep their address as it grows
+  std::vector<slot_head> heads_;       // by slot
   std::vector<uint32_t> free_slots_;
   slot_index by_id_;
   slot_index by_tx_;
   // (deadline, id) in deadline order: every call waits dispatch_timeout_us, so deadlines arrive in
   // order (a clock stepping back is clamped to the last deadline). An entry whose request was
   // answered, or waits again with a later deadline, is stale and skipped when it comes up.
-  std::deque<std::pair<int64_t, request_id>> deadlines_;
+  std::deque<deadline_entry> deadlines_;
+  // Whether `d` no longer applies: its request was answered, or waits again with a later deadline.
+  bool stale(const deadline_entry& d) const;
   // Drops stale entries from the front of deadlines_ (and compacts it if stale ones pile up).
   void trim_deadlines();
   stats stats_;
