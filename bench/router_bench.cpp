@@ -325,7 +325,8 @@ run_outcome run_inproc(const run_params& p) {
   }
   {
     caf::actor_system_config config;
-    caf::actor_system system{tune_scheduler(config)};
+    tune_scheduler(config, 1);  // the router has its own thread (routing.own_thread below)
+    caf::actor_system system{config};
     auto transport = system.spawn(null_transport);
     node_setup setup;
     setup.self = node.public_key;
@@ -347,6 +348,7 @@ run_outcome run_inproc(const run_params& p) {
     router_setup routing;
     routing.signer = node;
     routing.epoch_offset_us = mesh_epoch_offset_us();
+    routing.own_thread = true;  // as `cmesh node` runs it
     setup.router = routing;
     auto services = spawn_node_services(system, transport, setup);
     auto tokens = holder_tokens(node);

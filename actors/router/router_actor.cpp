@@ -478,7 +478,9 @@ caf::behavior run(router_actor* self, caf::actor transport, caf::actor kv, caf::
 }  // namespace
 
 caf::actor spawn_router_actor(caf::actor_system& system, const caf::actor& transport, const caf::actor& kv,
-                              const caf::actor& bus, const caf::actor& iam, actor_context context) {
+                              const caf::actor& bus, const caf::actor& iam, actor_context context,
+                              bool own_thread) {
+  if (own_thread) return system.spawn<caf::detached>(run, transport, kv, bus, iam, std::move(context));
   return system.spawn(run, transport, kv, bus, iam, std::move(context));
 }
 

@@ -68,9 +68,10 @@ struct actor_context {
   event_sink* events = nullptr;
 };
 
-// Any of kv, bus and iam may be invalid handles (no such service on this node).
+// Any of kv, bus and iam may be invalid handles (no such service on this node). `own_thread`:
+// spawned detached (a thread of its own; the runtime's choice in real mode, never in simulation).
 caf::actor spawn_router_actor(caf::actor_system& system, const caf::actor& transport,
                               const caf::actor& kv, const caf::actor& bus, const caf::actor& iam,
-                              actor_context context);
+                              actor_context context, bool own_thread = false);
 
 }  // namespace cmesh::router

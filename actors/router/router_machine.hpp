@@ -13,6 +13,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <deque>
 #include <map>
 #include <set>
@@ -149,9 +150,10 @@ struct effects {
   private:
     struct appender {
       bytes& to;
-      void write(const char* data, size_t size) {
-        const auto* p = reinterpret_cast<const uint8_t*>(data);
-        to.insert(to.end(), p, p + size);
+      void write(const char* data, size_t size) {  // msgpack writes a few bytes at a time
+        const size_t at = to.size();
+        to.resize(at + size);
+        std::memcpy(to.data() + at, data, size);
       }
     };
     void append_subject(std::string_view prefix, std::string_view tail);

@@ -340,7 +340,7 @@ int run_node(int argc, char** argv) {
   int exit_code = exit_ok;
   {
     caf::actor_system_config config;
-    caf::actor_system system{configure_for_transport(config)};
+    caf::actor_system system{configure_for_transport(config, 1)};  // the router's own thread (below)
 
     transport_config transport_cfg;
     transport_cfg.self = self_identity->public_key;
@@ -415,6 +415,7 @@ int run_node(int argc, char** argv) {
     router_setup routing;  // CMTP: the clients' front door (cmesh call)
     routing.signer = *self_identity;
     routing.epoch_offset_us = mesh_epoch_offset_us();
+    routing.own_thread = true;
     setup.router = std::move(routing);
     iam_setup identity_service;           // IAM: always on (handshake, session tokens)
     identity_service.signer = *self_identity;

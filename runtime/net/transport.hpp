@@ -52,13 +52,17 @@ result<std::pair<caf::actor, uint16_t>> start_transport(caf::actor_system& syste
 // loaded, CAF's own logging quiet, BASP heartbeats off (cmesh peers ping each other), and the
 // scheduler as tune_scheduler sets it. Returns `config`, so it can be passed straight to
 // caf::actor_system's constructor.
-caf::actor_system_config& configure_for_transport(caf::actor_system_config& config);
+caf::actor_system_config& configure_for_transport(caf::actor_system_config& config,
+                                                 size_t dedicated_threads = 0);
 
-// The work-stealing scheduler of a real-mode process: an idle worker steals at every poll of its
-// moderate phase (CAF's default: every fifth, 250 us apart). A message from one actor to another
+// The work-stealing scheduler of a real-mode process: an idle worker polls every 10 us in its
+// moderate phase (CAF's default: 50 us) and steals at every poll (default: every fifth, so 250 us
+// apart); after 5 ms idle it sleeps as CAF's default does. A message from one actor to another
 // puts the receiver on the sender's worker; with few cores, the other worker should pick it up
 // at once rather than leave the two actors to run in turn (docs/benchmarks.md, router).
-caf::actor_system_config& tune_scheduler(caf::actor_system_config& config);
+// `dedicated_threads`: threads of the process's own that stay busy (a router with its own thread):
+// the scheduler gets that many workers fewer than the machine has cores, at least one.
+caf::actor_system_config& tune_scheduler(caf::actor_system_config& config, size_t dedicated_threads = 0);
 
 // A client's or benchmark's transport: `id`'s keys, listening on 127.0.0.1 at any free port
 // (the transport always listens), backoff jitter from libsodium. Real mode only.

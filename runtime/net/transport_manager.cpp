@@ -3,11 +3,13 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <atomic>
 #include <deque>
 #include <map>
+#include <thread>
 
 #include <caf/all.hpp>
 #include <caf/io/all.hpp>
@@ -371,16 +373,21 @@ std::string bind_failure(const std::string& host, uint16_t port) {
 
 }  // namespace
 
-caf::actor_system_config& configure_for_transport(caf::actor_system_config& config) {
+caf::actor_system_config& configure_for_transport(caf::actor_system_config& config, size_t dedicated_threads) {
   config.load<caf::io::middleman>();
   config.set("logger.file-verbosity", caf::atom("quiet"));
   config.set("logger.console-verbosity", caf::atom("quiet"));
   config.set("middleman.heartbeat-interval", caf::timespan{0});
-  return tune_scheduler(config);
+  return tune_scheduler(config, dedicated_threads);
 }
 
-caf::actor_system_config& tune_scheduler(caf::actor_system_config& config) {
+caf::actor_system_config& tune_scheduler(caf::actor_system_config& config, size_t dedicated_threads) {
+  if (dedicated_threads > 0) {
+    const size_t cores = std::max<size_t>(1, std::thread::hardware_concurrency());
+    config.set("scheduler.max-threads", cores > dedicated_threads ? cores - dedicated_threads : size_t{1});
+  }
   config.set("work-stealing.moderate-steal-interval", size_t{1});
+  config.set("work-stealing.moderate-sleep-duration", caf::timespan{std::chrono::microseconds(10)});
   return config;
 }
 

@@ -180,7 +180,8 @@ std::vector<caf::actor> spawn_node_services(caf::actor_system& system, const caf
         if (member != setup.self) context.trusted_issuers.push_back(member);
     context.epoch_offset_us = setup.router->epoch_offset_us;
     context.events = setup.events;
-    services.push_back(router::spawn_router_actor(system, transport, replica, bus, iam_actor, std::move(context)));
+    services.push_back(router::spawn_router_actor(system, transport, replica, bus, iam_actor, std::move(context),
+                                                  setup.router->own_thread));
   }
   return services;
 }

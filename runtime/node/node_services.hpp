@@ -120,6 +120,11 @@ struct router_setup {
   std::vector<node_id> trusted_issuers;  // other nodes whose tokens it accepts (0xP); default: the Raft group
   std::string audience;
   int64_t epoch_offset_us = 0;     // actor clock + this = mesh time
+  // Real mode: the router gets a thread of its own (a CAF detached actor) instead of sharing the
+  // scheduler's workers. Every request of the node passes through it, so it is the node's serial
+  // hot spot; give the scheduler one worker fewer (tune_scheduler's dedicated_threads). Never in
+  // simulation: the deterministic scheduler runs every actor.
+  bool own_thread = false;
 };
 
 // IAM (actors/iam): the passwordless handshake and session tokens signed with `signer` (the node's
