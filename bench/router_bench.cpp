@@ -16,12 +16,15 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <deque>
 #include <filesystem>
+#include <fstream>
 #include <future>
 #include <map>
+#include <sstream>
 #include <thread>
 
 #include <caf/all.hpp>
@@ -71,6 +74,7 @@ struct run_outcome {
   double seconds = 0;
   double cpu_ms = 0;        // this process's CPU time (all threads) during the measured run
   long minor_faults = 0;    // and its page faults (first touches of new memory)
+  std::string threads = "-";  // CPU ms per busy thread during the run ("name:ms,...")
   std::vector<double> latencies_us;
   std::map<uint16_t, uint64_t> statuses;
   std::string error;
@@ -261,6 +265,44 @@ caf::behavior driver(driver_actor* self, std::shared_ptr<driver_params> params) 
   };
 }
 
+// CPU time (ms) of each thread of this process, by thread id, with its name.
+std::map<long, std::pair<std::string, double>> thread_cpu() {
+  std::map<long, std::pair<std::string, double>> out;
+  const double tick_ms = 1000.0 / static_cast<double>(::sysconf(_SC_CLK_TCK));
+  std::error_code ec;
+  for (const auto& entry : std::filesystem::directory_iterator("/proc/self/task", ec)) {
+    std::ifstream stat(entry.path() / "stat");
+    std::string line;
+    if (!std::getline(stat, line)) continue;
+    const auto open = line.find('('), close = line.rfind(')');
+    if (open == std::string::npos || close == std::string::npos) continue;
+    std::istringstream rest(line.substr(close + 2));
+    std::string field;
+    double utime = 0, stime = 0;
+    for (int i = 3; i <= 15 && rest >> field; ++i) {  // fields 14 and 15: utime, stime (ticks)
+      if (i == 14) utime = std::atof(field.c_str());
+      if (i == 15) stime = std::atof(field.c_str());
+    }
+    out[std::atol(entry.path().filename().c_str())] = {line.substr(open + 1, close - open - 1), (utime + stime) * tick_ms};
+  }
+  return out;
+}
+
+// "name=ms" for the threads that used at least 2 ms between the two snapshots, busiest first.
+std::string thread_cpu_delta(const std::map<long, std::pair<std::string, double>>& before,
+                             const std::map<long, std::pair<std::string, double>>& after) {
+  std::vector<std::pair<double, std::string>> used;
+  for (const auto& [tid, named] : after) {
+    auto was = before.find(tid);
+    const double ms = named.second - (was == before.end() ? 0 : was->second.second);
+    if (ms >= 2) used.emplace_back(ms, named.first);
+  }
+  std::sort(used.rbegin(), used.rend());
+  std::string text;
+  for (const auto& [ms, name] : used) text += (text.empty() ? "" : ",") + name + ":" + std::to_string(static_cast<long>(ms));
+  return text.empty() ? "-" : text;
+}
+
 struct usage_mark {
   double cpu_ms = 0;
   long minor_faults = 0;
@@ -277,6 +319,7 @@ std::optional<run_outcome> drive(caf::actor_system& system, driver_params params
   auto future = params.done->get_future();
   // The requests move into the driver (a copy would double the workload's memory).
   auto shared = std::make_shared<driver_params>(std::move(params));
+  const auto threads_before = thread_cpu();
   const auto before = usage_mark::now();
   auto actor = system.spawn(driver, std::move(shared));
   if (future.wait_for(budget) != std::future_status::ready) {
@@ -287,6 +330,7 @@ std::optional<run_outcome> drive(caf::actor_system& system, driver_params params
   const auto after = usage_mark::now();
   out.cpu_ms = after.cpu_ms - before.cpu_ms;  // includes the driver's own start, a small part
   out.minor_faults = after.minor_faults - before.minor_faults;
+  out.threads = thread_cpu_delta(threads_before, thread_cpu());
   return out;
 }
 
@@ -551,8 +595,8 @@ int run_router_run(int argc, char** argv) {
     (status >= 200 && status < 300 ? ok : other) += n;
     statuses += format(" status_%u=%llu", status, static_cast<unsigned long long>(n));
   }
-  std::printf("mode=%s requests=%u wall_ms=%.1f cpu_ms=%.0f faults=%ld per_s=%.0f p50_us=%.0f p99_us=%.0f ok=%llu other=%llu%s\n",
-              p.mode.c_str(), p.requests, out.seconds * 1000, out.cpu_ms, out.minor_faults, p.requests / out.seconds,
+  std::printf("mode=%s requests=%u wall_ms=%.1f cpu_ms=%.0f threads=%s faults=%ld per_s=%.0f p50_us=%.0f p99_us=%.0f ok=%llu other=%llu%s\n",
+              p.mode.c_str(), p.requests, out.seconds * 1000, out.cpu_ms, out.threads.c_str(), out.minor_faults, p.requests / out.seconds,
               percentile(out.latencies_us, 0.5), percentile(out.latencies_us, 0.99),
               static_cast<unsigned long long>(ok), static_cast<unsigned long long>(other), statuses.c_str());
   std::fflush(stdout);

@@ -826,6 +826,13 @@ status machine::read_index(int64_t now, uint64_t id, ready& out) {
   return {};
 }
 
+std::optional<index_t> machine::local_read_index() const {
+  if (role_ != role::leader || voter_ids_.size() != 1 || voter_ids_[0] != config_.self) return std::nullopt;
+  if (config_.bug == planted_bug::read_without_quorum) return std::nullopt;  // the checker's planted bug stays reachable
+  if (!committed_in_current_term()) return std::nullopt;
+  return commit_;
+}
+
 // ---- client-facing ------------------------------------------------------------------------------
 
 result<index_t> machine::propose(int64_t now, bytes data, ready& out) {

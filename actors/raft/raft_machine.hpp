@@ -147,6 +147,10 @@ public:
                                     ready& out);
   // Leader only. The read is confirmed later through ready.reads (or ready.reads_failed).
   status read_index(int64_t now_us, uint64_t id, ready& out);
+  // The index a read may be served at now, without a ReadIndex round, or nullopt. Only a leader
+  // that is the group's sole voter (the latest configuration in its log) and has committed in its
+  // term knows without asking anyone that no other leader can exist: then the commit index.
+  std::optional<index_t> local_read_index() const;
   // Leader only; `to` must be a voter. Proposals are refused until it completes or times out.
   status transfer_leadership(int64_t now_us, const node_id& to, ready& out);
   // Replaces the log up to `index` (<= applied) with a snapshot of the state machine at `index`.

@@ -13,7 +13,6 @@
 
 #include <cstddef>
 #include <cstdint>
-#include <cstring>
 #include <deque>
 #include <map>
 #include <set>
@@ -26,6 +25,7 @@
 #include "actors/router/fqmn.hpp"
 #include "actors/router/slot_index.hpp"
 #include "messages/cmtp_messages.hpp"
+#include "messages/codec.hpp"
 #include "messages/error.hpp"
 #include "messages/iam_messages.hpp"
 #include "messages/kv_messages.hpp"
@@ -141,21 +141,13 @@ struct effects {
     // `record` msgpack-encoded, on the subject `prefix` + `tail`.
     template <class Record>
     void add_record(std::string_view prefix, std::string_view tail, const Record& record) {
-      append_subject(prefix, tail);
-      appender out{payloads};
-      msgpack::pack(out, record);
-      payload_ends.push_back(static_cast<uint32_t>(payloads.size()));
+      // msgpack writes a few bytes at a time: into a stack buffer, then one append.
+      codec_detail::bytes_writer packed;
+      msgpack::pack(packed, record);
+      add(prefix, tail, packed.data(), packed.size());
     }
 
   private:
-    struct appender {
-      bytes& to;
-      void write(const char* data, size_t size) {  // msgpack writes a few bytes at a time
-        const size_t at = to.size();
-        to.resize(at + size);
-        std::memcpy(to.data() + at, data, size);
-      }
-    };
     void append_subject(std::string_view prefix, std::string_view tail);
   };
   struct respond {

@@ -518,3 +518,22 @@ TEST_CASE("raft: planted bug names parse") {
   CHECK(parse_planted_bug("commit-old-terms").value() == planted_bug::commit_old_terms);
   CHECK_FALSE(parse_planted_bug("nonsense").ok());
 }
+
+TEST_CASE("raft: a local read index only for a sole voter that leads and has committed in its term") {
+  cluster solo(1);
+  CHECK_FALSE(solo.nodes[0]->local_read_index().has_value());  // not yet leader
+  int l = solo.elect();
+  solo.run_for(100'000);  // the no-op commits
+  REQUIRE(solo.nodes[l]->local_read_index().has_value());
+  CHECK(*solo.nodes[l]->local_read_index() == solo.nodes[l]->commit_index());
+  REQUIRE(solo.propose(l, "w").ok());
+  solo.run_for(10'000);
+  CHECK(*solo.nodes[l]->local_read_index() == solo.nodes[l]->commit_index());
+
+  // Three voters: every read asks a quorum, leader or not.
+  cluster three(3);
+  int l3 = three.elect();
+  three.run_for(100'000);
+  CHECK_FALSE(three.nodes[l3]->local_read_index().has_value());
+  CHECK_FALSE(three.nodes[(l3 + 1) % 3]->local_read_index().has_value());
+}
