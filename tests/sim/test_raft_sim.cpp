@@ -223,3 +223,22 @@ TEST_CASE("raft sim: without a planted bug the election storm seeds 1-40 are cle
     CHECK(result.report.kv_ok > 50);
   }
 }
+
+TEST_CASE("raft sim: a sole voter answers reads from its applied state (no ReadIndex round) and stays linearizable through crashes") {
+  // Seeds 1-6: one voter, four clients of reads and writes; every other seed crashes and restarts
+  // it mid-run (its log and applied state come back from LMDB).
+  for (uint64_t seed = 1; seed <= 6; ++seed) {
+    sim::simulation_options o;
+    o.nodes = 1;
+    o.seed = seed;
+    o.duration_us = 6 * s;
+    o.raft.voters = 1;
+    o.raft.clients = 4;
+    if (seed % 2 == 0) o.faults = sim::random_fault_storm(seed, 1, 1 * s, 4 * s);
+    auto result = run(o);
+    INFO("seed " << seed << ": " << describe(o, result.report));
+    CHECK(result.report.violations.empty());
+    CHECK(result.report.kv_ok > 200);
+    CHECK(result.leader_at_end);
+  }
+}
