@@ -99,7 +99,13 @@ class bytes_writer {
 public:
   void write(const char* data, size_t size) {
     if (spill_.empty() && used_ + size <= sizeof(inline_)) {
-      std::memcpy(inline_ + used_, data, size);
+      // msgpack writes 1 to 9 bytes at a time for headers and numbers: copied inline, not through
+      // a memcpy call.
+      if (size <= 16) {
+        for (size_t i = 0; i < size; ++i) inline_[used_ + i] = static_cast<uint8_t>(data[i]);
+      } else {
+        std::memcpy(inline_ + used_, data, size);
+      }
       used_ += size;
       return;
     }

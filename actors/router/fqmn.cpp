@@ -402,7 +402,7 @@ private:
       return fail(digits_start + contract_hex_digits_max,
                   "contract id longer than " + std::to_string(contract_hex_digits_max) +
                       " hex digits");
-    out = std::string(input_.substr(start, pos_ - start));
+    out.assign(input_.substr(start, pos_ - start));
     return true;
   }
 
@@ -415,7 +415,7 @@ private:
       return fail(start + identifier_chars_max, std::string(what) + " longer than " +
                                                     std::to_string(identifier_chars_max) +
                                                     " characters");
-    out = std::string(input_.substr(start, pos_ - start));
+    out.assign(input_.substr(start, pos_ - start));
     return true;
   }
 
@@ -433,7 +433,7 @@ private:
     if (pos_ - start > identifier_chars_max)
       return fail(start + identifier_chars_max,
                   "action longer than " + std::to_string(identifier_chars_max) + " characters");
-    out = std::string(input_.substr(start, pos_ - start));
+    out.assign(input_.substr(start, pos_ - start));
     return true;
   }
 
@@ -475,7 +475,7 @@ private:
     if (pos_ - start > subject_bytes_max)
       return fail(start + subject_bytes_max,
                   "subject longer than " + std::to_string(subject_bytes_max) + " bytes");
-    out = std::string(input_.substr(start, pos_ - start));
+    out.assign(input_.substr(start, pos_ - start));
     return true;
   }
 
@@ -687,6 +687,29 @@ void write_fqmn(const fqmn& x, std::string& out) {
 }
 
 }  // namespace
+
+bool parse_fqmn_into(std::string_view input, fqmn& out, fqmn_error* err) {
+  // Every field back to empty, keeping the strings' capacity for the fields parsed next.
+  out.op = opcode::state_read;
+  out.contract.clear();
+  out.function.clear();
+  out.versions.comparators.clear();
+  out.subject.clear();
+  out.name.clear();
+  out.service.clear();
+  out.action.clear();
+  out.router.clear();
+  out.router_key = node_id{};
+  if (out.target) out.target = nested_fqmn{};
+  out.args.reset();
+  out.args_text.clear();
+  scanner s(input);
+  if (!s.parse(out)) {
+    if (err != nullptr) *err = std::move(s.error());
+    return false;
+  }
+  return true;
+}
 
 std::optional<fqmn> parse_fqmn(std::string_view input, fqmn_error* err) {
   scanner s(input);

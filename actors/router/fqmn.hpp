@@ -186,6 +186,10 @@ struct fqmn_error {
 // Inputs longer than fqmn_bytes_max fail at column fqmn_bytes_max.
 std::optional<fqmn> parse_fqmn(std::string_view input, fqmn_error* err = nullptr);
 
+// The same, parsed into `out` (every field reset first; its strings keep their capacity). On
+// failure `out` holds whatever was parsed before the error.
+bool parse_fqmn_into(std::string_view input, fqmn& out, fqmn_error* err = nullptr);
+
 // The same as a result: errc::malformed with describe() as its message (the router answers 400).
 result<fqmn> parse_fqmn_result(std::string_view input);
 

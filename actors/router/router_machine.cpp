@@ -294,8 +294,9 @@ void machine::on_request(request_id id, cmtp::request&& req, int64_t now_us, eff
                                std::to_string(config_.header_bytes_max) + " bytes", out);
   if (by_id_.size() >= config_.pending_max) return refuse(id, 503, "router busy: too many requests in flight", out);
   // The handshake opens a session, so it cannot need one (exact FQMNs: 0xI takes no arguments).
-  if (req.fqmn == "0xI:challenge" || req.fqmn == "0xI:session") {
-    const bool session = req.fqmn == "0xI:session";
+  const std::string_view target = req.fqmn;  // compared by length first (a C string would be strlen'd)
+  if (target == std::string_view("0xI:challenge") || target == std::string_view("0xI:session")) {
+    const bool session = target == std::string_view("0xI:session");
     return on_handshake(id, std::move(req), session, now_us, out, client);
   }
   // 2. Token (authentication only; the scope is checked once the FQMN is known).
@@ -329,23 +330,27 @@ void machine::on_request(request_id id, cmtp::request&& req, int64_t now_us, eff
   // 4. Duplicate tx.
   if (in_flight(caller, req.tx))
     return refuse(id, 409, "tx " + req.tx + " is already in flight for this identity", out);
-  // 5. Parse.
-  fqmn_error problem;
-  auto parsed = parse_fqmn(req.fqmn, &problem);
-  if (!parsed) return refuse(id, 400, "bad FQMN: " + problem.describe(), out);
-  // 6. Scope.
-  const std::string_view needed = required_scope(*parsed);
-  if (std::find(session.scopes.begin(), session.scopes.end(), needed) == session.scopes.end())
-    return refuse(id, 403, "insufficient_scope: " + req.fqmn.substr(0, 64) + " needs scope " + std::string(needed), out);
-  // 7. Audit opens. The pending entry is a reused slot (it is large: the request and its FQMN).
+  // 5. Parse, into a pending entry: a reused slot (it is large: the request and its FQMN), whose
+  // strings keep their capacity. A refusal below frees it again.
   pending_request& p = open(id);
-  if (parsed->op == opcode::proxy) p.token = std::move(req.token);  // forwarded with the request
+  fqmn_error problem;
+  if (!parse_fqmn_into(req.fqmn, p.current, &problem)) {
+    release(p);
+    return refuse(id, 400, "bad FQMN: " + problem.describe(), out);
+  }
+  // 6. Scope.
+  const std::string_view needed = required_scope(p.current);
+  if (std::find(session.scopes.begin(), session.scopes.end(), needed) == session.scopes.end()) {
+    release(p);
+    return refuse(id, 403, "insufficient_scope: " + req.fqmn.substr(0, 64) + " needs scope " + std::string(needed), out);
+  }
+  // 7. Audit opens.
+  if (p.current.op == opcode::proxy) p.token = std::move(req.token);  // forwarded with the request
   req.token.clear();
   req.token.shrink_to_fit();  // the bearer secret is not kept while the request waits
   p.request_hash = request_hash(req);
   p.claims = std::move(*claims);
   p.caller = caller;
-  p.current = std::move(*parsed);
   p.req = std::move(req);
   out.publishes.add_record("events.requests", {}, audit_request_view{p.req.tx, p.claims->subject, p.req.fqmn, p.request_hash});
   mark_in_flight(p);

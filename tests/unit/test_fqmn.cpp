@@ -403,3 +403,27 @@ TEST_CASE("fqmn: error rendering and the result form") {
   CHECK(bad.err().message ==
         "column 0: unknown opcode '0xQ' (expected one of " + all_opcodes + ")");
 }
+
+TEST_CASE("fqmn: parse_fqmn_into one reused object gives what a fresh parse gives, whatever it held before") {
+  const std::string did = identity::derive_for_simulation(77, 1).did();
+  const std::vector<std::string> inputs = {
+      "0xP:" + did + ":0xRW:register:a.mcom:0xS:0x2:f", "0xS:0x001:hello_world", "0xEW:orders.created:{\"id\":7}",
+      "0xA:>=1.2,<2:0x00f:run", "0xR:helloWorld.mcom", "0xC:kv:status", "0xSW:0x3:g:[1,2]", "0xI:challenge",
+      "0xE:orders.*:{\"queue\":\"workers\"}"};
+  fqmn reused;
+  for (int round = 0; round < 2; ++round)
+    for (const auto& input : inputs) {
+      INFO(input);
+      fqmn_error problem;
+      REQUIRE(parse_fqmn_into(input, reused, &problem));
+      auto fresh = parse_fqmn(input);
+      REQUIRE(fresh.has_value());
+      CHECK(reused == *fresh);
+      CHECK(to_string(reused) == input);
+    }
+  // A failure reports as parse_fqmn does.
+  fqmn_error into_error, fresh_error;
+  CHECK_FALSE(parse_fqmn_into("0xS:0xZZ", reused, &into_error));
+  CHECK_FALSE(parse_fqmn("0xS:0xZZ", &fresh_error).has_value());
+  CHECK(into_error.describe() == fresh_error.describe());
+}
