@@ -340,7 +340,10 @@ int run_node(int argc, char** argv) {
   int exit_code = exit_ok;
   {
     caf::actor_system_config config;
-    caf::actor_system system{configure_for_transport(config, 1)};  // the router's own thread (below)
+    // The router gets a thread of its own (below), but the scheduler keeps a worker per core: a
+    // node also runs the network multiplexer, and the kv replica's fsync holds a worker while it
+    // syncs, so the other actors need a second one.
+    caf::actor_system system{configure_for_transport(config)};
 
     transport_config transport_cfg;
     transport_cfg.self = self_identity->public_key;
