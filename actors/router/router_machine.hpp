@@ -25,7 +25,6 @@
 #include "actors/router/fqmn.hpp"
 #include "actors/router/slot_index.hpp"
 #include "messages/cmtp_messages.hpp"
-#include "messages/codec.hpp"
 #include "messages/error.hpp"
 #include "messages/iam_messages.hpp"
 #include "messages/kv_messages.hpp"
@@ -138,13 +137,14 @@ struct effects {
     void clear();
     // `payload` as is, on the subject `prefix` + `tail`.
     void add(std::string_view prefix, std::string_view tail, const uint8_t* payload, size_t size);
-    // `record` msgpack-encoded, on the subject `prefix` + `tail`.
-    template <class Record>
-    void add_record(std::string_view prefix, std::string_view tail, const Record& record) {
-      // msgpack writes a few bytes at a time: into a stack buffer, then one append.
-      codec_detail::bytes_writer packed;
-      msgpack::pack(packed, record);
-      add(prefix, tail, packed.data(), packed.size());
+    // `size` bytes that `write(uint8_t* at)` writes, on the subject `prefix` + `tail`.
+    template <class Write>
+    void add_written(std::string_view prefix, std::string_view tail, size_t size, Write&& write) {
+      append_subject(prefix, tail);
+      const size_t at = payloads.size();
+      payloads.resize(at + size);
+      write(payloads.data() + at);
+      payload_ends.push_back(static_cast<uint32_t>(payloads.size()));
     }
 
   private:

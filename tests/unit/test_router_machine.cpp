@@ -590,3 +590,32 @@ TEST_CASE("router: deadlines - a resolved name waits again from its answer, a cl
   CHECK(f.answer().status == 200);
   CHECK(f.m->statistics().timeouts == 2);
 }
+
+TEST_CASE("router: audit records decode as their structs for every length class - a 64-character tx, a 300-byte FQMN, large Raft indexes") {
+  fixture f;
+  auto tok = f.token(f.alice);
+  const std::string tx(64, 't');
+  const std::string fqmn = "0xSW:0x001:f:\"" + std::string(280, 'x') + "\"";
+  REQUIRE(fqmn.size() > 256);  // str16 in msgpack
+  for (uint64_t index : {uint64_t{1}, uint64_t{200}, uint64_t{70'000}, uint64_t{5'000'000'000}}) {
+    auto id = f.send(fqmn, tok, tx);
+    REQUIRE(f.out.calls.size() == 1);
+    auto opened = unpack_record<audit_request>(f.out.publishes[0].payload);
+    CHECK(opened.tx == tx);
+    CHECK(opened.sub == f.alice.did());
+    CHECK(opened.fqmn == fqmn);
+    CHECK(opened.request_hash.size() == 32);
+    f.kv_answer(id, 200, "", false, index);
+    REQUIRE(f.out.publishes.size() == 3);
+    auto responded = unpack_record<audit_response>(f.out.publishes[0].payload);
+    CHECK(responded.tx == tx);
+    CHECK(responded.status == 200);
+    auto mined = unpack_record<audit_mined>(f.out.publishes[1].payload);
+    CHECK(mined.request_hash == opened.request_hash);
+    CHECK(mined.response_hash == responded.response_hash);
+    auto confirmed = unpack_record<audit_confirmed>(f.out.publishes[2].payload);
+    CHECK(confirmed.tx == tx);
+    CHECK(confirmed.index == index);
+    CHECK(f.out.publishes[2].subject == "events.confirmed." + tx);
+  }
+}
