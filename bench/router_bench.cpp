@@ -288,7 +288,7 @@ std::map<long, std::pair<std::string, double>> thread_cpu() {
   return out;
 }
 
-// "name=ms" for the threads that used at least 2 ms between the two snapshots, busiest first.
+// "name:ms,..." for the threads that used at least 2 ms between the two snapshots, busiest first.
 std::string thread_cpu_delta(const std::map<long, std::pair<std::string, double>>& before,
                              const std::map<long, std::pair<std::string, double>>& after) {
   std::vector<std::pair<double, std::string>> used;

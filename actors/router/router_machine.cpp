@@ -31,95 +31,41 @@ hash32 hash_packed(Pack&& pack) {
   return out;
 }
 
-// The audit records, written as msgpack maps with the keys and order of audit_request, _response,
-// _mined and _confirmed (router_machine.hpp), straight into the step's publish buffer: each
-// record's size is known from its fields, so it costs one resize and no per-field packer calls.
-// Hashes are bin 32, as the structs' bytes decode.
-namespace audit_msgpack {
+// The audit records as packed: the same maps as audit_request/response/mined/confirmed (same
+// keys, same order; a 32-byte array packs as bin like the structs' bytes), built from views.
+struct audit_request_view {
+  std::string_view tx;
+  std::string_view sub;
+  std::string_view fqmn;
+  hash32 request_hash;
+  MSGPACK_DEFINE_MAP(tx, sub, fqmn, request_hash);
+};
+struct audit_response_view {
+  std::string_view tx;
+  uint16_t status = 0;
+  hash32 response_hash;
+  MSGPACK_DEFINE_MAP(tx, status, response_hash);
+};
+struct audit_confirmed_view {
+  std::string_view tx;
+  uint64_t index = 0;
+  MSGPACK_DEFINE_MAP(tx, index);
+};
+struct audit_mined_view {
+  std::string_view tx;
+  hash32 request_hash;
+  hash32 response_hash;
+  MSGPACK_DEFINE_MAP(tx, request_hash, response_hash);
+};
 
-size_t str_size(std::string_view s) {
-  const size_t n = s.size();
-  return n + (n < 32 ? 1 : n < 256 ? 2 : n < 65536 ? 3 : 5);
+// `record` msgpack-encoded, on the subject `prefix` + `tail`. msgpack writes a few bytes at a
+// time: into a stack buffer, then one append.
+template <class Record>
+void add_record(effects::publish_list& out, std::string_view prefix, std::string_view tail, const Record& record) {
+  codec_detail::bytes_writer packed;
+  msgpack::pack(packed, record);
+  out.add(prefix, tail, packed.data(), packed.size());
 }
-size_t uint_size(uint64_t v) { return v < 128 ? 1 : v < 256 ? 2 : v < 65536 ? 3 : v <= UINT32_MAX ? 5 : 9; }
-constexpr size_t bin32_size = 2 + 32;
-
-uint8_t* big_endian(uint8_t* at, uint64_t v, int bytes) {
-  for (int i = bytes - 1; i >= 0; --i) *at++ = static_cast<uint8_t>(v >> (8 * i));
-  return at;
-}
-uint8_t* str(uint8_t* at, std::string_view s) {
-  const size_t n = s.size();
-  if (n < 32) *at++ = static_cast<uint8_t>(0xa0 | n);
-  else if (n < 256) at = big_endian((*at++ = 0xd9, at), n, 1);
-  else if (n < 65536) at = big_endian((*at++ = 0xda, at), n, 2);
-  else at = big_endian((*at++ = 0xdb, at), n, 4);
-  return std::copy(s.begin(), s.end(), at);
-}
-uint8_t* uint(uint8_t* at, uint64_t v) {
-  if (v < 128) *at++ = static_cast<uint8_t>(v);
-  else if (v < 256) at = big_endian((*at++ = 0xcc, at), v, 1);
-  else if (v < 65536) at = big_endian((*at++ = 0xcd, at), v, 2);
-  else if (v <= UINT32_MAX) at = big_endian((*at++ = 0xce, at), v, 4);
-  else at = big_endian((*at++ = 0xcf, at), v, 8);
-  return at;
-}
-uint8_t* bin32(uint8_t* at, const hash32& h) {
-  *at++ = 0xc4;
-  *at++ = 32;
-  return std::copy(h.begin(), h.end(), at);
-}
-uint8_t* map(uint8_t* at, size_t fields) {  // fixmap: the records have at most 4 fields
-  *at++ = static_cast<uint8_t>(0x80 | fields);
-  return at;
-}
-
-// Keys as msgpack strings (all shorter than 32 bytes).
-constexpr std::string_view k_tx = "tx", k_sub = "sub", k_fqmn = "fqmn", k_request_hash = "request_hash",
-                           k_response_hash = "response_hash", k_status = "status", k_index = "index";
-
-void add_request(effects::publish_list& out, std::string_view tx, std::string_view sub, std::string_view fqmn,
-                 const hash32& request) {
-  const size_t size = 1 + str_size(k_tx) + str_size(tx) + str_size(k_sub) + str_size(sub) + str_size(k_fqmn) +
-                      str_size(fqmn) + str_size(k_request_hash) + bin32_size;
-  out.add_written("events.requests", {}, size, [&](uint8_t* at) {
-    at = map(at, 4);
-    at = str(str(at, k_tx), tx);
-    at = str(str(at, k_sub), sub);
-    at = str(str(at, k_fqmn), fqmn);
-    bin32(str(at, k_request_hash), request);
-  });
-}
-void add_response(effects::publish_list& out, std::string_view tx, uint16_t status, const hash32& response) {
-  const size_t size = 1 + str_size(k_tx) + str_size(tx) + str_size(k_status) + uint_size(status) +
-                      str_size(k_response_hash) + bin32_size;
-  out.add_written("events.responses.", tx, size, [&](uint8_t* at) {
-    at = map(at, 3);
-    at = str(str(at, k_tx), tx);
-    at = uint(str(at, k_status), status);
-    bin32(str(at, k_response_hash), response);
-  });
-}
-void add_mined(effects::publish_list& out, std::string_view tx, const hash32& request, const hash32& response) {
-  const size_t size = 1 + str_size(k_tx) + str_size(tx) + str_size(k_request_hash) + bin32_size +
-                      str_size(k_response_hash) + bin32_size;
-  out.add_written("events.mined.", tx, size, [&](uint8_t* at) {
-    at = map(at, 3);
-    at = str(str(at, k_tx), tx);
-    at = bin32(str(at, k_request_hash), request);
-    bin32(str(at, k_response_hash), response);
-  });
-}
-void add_confirmed(effects::publish_list& out, std::string_view tx, uint64_t index) {
-  const size_t size = 1 + str_size(k_tx) + str_size(tx) + str_size(k_index) + uint_size(index);
-  out.add_written("events.confirmed.", tx, size, [&](uint8_t* at) {
-    at = map(at, 2);
-    at = str(str(at, k_tx), tx);
-    uint(str(at, k_index), index);
-  });
-}
-
-}  // namespace audit_msgpack
 
 // The trailing JSON argument as written ("" without one): the value of a write with no body.
 std::string args_text_of(const fqmn& x) {
@@ -415,7 +361,7 @@ void machine::on_request(request_id id, cmtp::request&& req, int64_t now_us, eff
   p.claims = std::move(*claims);
   p.caller = caller;
   p.req = std::move(req);
-  audit_msgpack::add_request(out.publishes, p.req.tx, p.claims->subject, p.req.fqmn, p.request_hash);
+  add_record(out.publishes, "events.requests", {}, audit_request_view{p.req.tx, p.claims->subject, p.req.fqmn, p.request_hash});
   mark_in_flight(p);
   dispatch(id, p, now_us, out);
 }
@@ -488,7 +434,7 @@ void machine::on_handshake(request_id id, cmtp::request&& req, bool session, int
   p.current.action = session ? "session" : "challenge";
   p.req = std::move(req);
   // No identity yet: the audit record's sub is empty (a session's holder is proved by the IAM).
-  audit_msgpack::add_request(out.publishes, p.req.tx, std::string_view(), p.req.fqmn, p.request_hash);
+  add_record(out.publishes, "events.requests", {}, audit_request_view{p.req.tx, std::string_view(), p.req.fqmn, p.request_hash});
   mark_in_flight(p);
   await(id, p, now_us);
   out.iam_calls.push_back(std::move(call));
@@ -840,9 +786,10 @@ void machine::finish(request_id id, cmtp::response response, effects& out, uint6
   const hash32 audit = audit_hash(p.req.tx, p.request_hash, answered);
   response.audit.assign(audit.begin(), audit.end());
   const std::string& tx = p.req.tx;
-  audit_msgpack::add_response(out.publishes, tx, response.status, answered);
-  audit_msgpack::add_mined(out.publishes, tx, p.request_hash, answered);
-  if (committed_index > 0) audit_msgpack::add_confirmed(out.publishes, tx, committed_index);
+  add_record(out.publishes, "events.responses.", tx, audit_response_view{tx, response.status, answered});
+  add_record(out.publishes, "events.mined.", tx, audit_mined_view{tx, p.request_hash, answered});
+  if (committed_index > 0)
+    add_record(out.publishes, "events.confirmed.", tx, audit_confirmed_view{tx, committed_index});
   ++stats_.answered;
   ++stats_.by_status[response.status];
   out.responses.push_back({id, std::move(response)});

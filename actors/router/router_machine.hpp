@@ -137,15 +137,6 @@ struct effects {
     void clear();
     // `payload` as is, on the subject `prefix` + `tail`.
     void add(std::string_view prefix, std::string_view tail, const uint8_t* payload, size_t size);
-    // `size` bytes that `write(uint8_t* at)` writes, on the subject `prefix` + `tail`.
-    template <class Write>
-    void add_written(std::string_view prefix, std::string_view tail, size_t size, Write&& write) {
-      append_subject(prefix, tail);
-      const size_t at = payloads.size();
-      payloads.resize(at + size);
-      write(payloads.data() + at);
-      payload_ends.push_back(static_cast<uint32_t>(payloads.size()));
-    }
 
   private:
     void append_subject(std::string_view prefix, std::string_view tail);
